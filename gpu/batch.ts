@@ -1,0 +1,137 @@
+/**
+ * The inputs and outputs of one evaluation of the pose integral over a batch of images,
+ * shared by the WebGPU engine and its float64 host twin, and their validation.
+ *
+ * Shapes are row-major; N is the box side in pixels, J = N², K the number of classes,
+ * M = rotations · shiftsX · shiftsY · scales the poses per image.
+ */
+
+/** Sizes fixed for the life of an engine. */
+export interface EngineShape {
+  /** N: image and template side, pixels. */
+  size: number;
+  /** K: templates evaluated at once, each with its own log class weight. */
+  classes: number;
+  /** Rotation nodes per image. */
+  rotations: number;
+  shiftsX: number;
+  shiftsY: number;
+  scales: number;
+  /** Largest number of images passed to one evaluation. */
+  batch: number;
+}
+
+export interface BatchInput {
+  /** [B, N, N] images, 1 ≤ B ≤ shape.batch. */
+  images: Float32Array;
+  /** [K, N, N] templates θ_k. */
+  templates: Float32Array;
+  /** [K] log π_k; a single class takes [0]. */
+  logClassWeights: ArrayLike<number>;
+  /** [B, rotations] rotation nodes ψ of each image, radians. */
+  rotations: ArrayLike<number>;
+  /** [shiftsX] shift nodes a along x (columns), pixels. */
+  shiftsX: ArrayLike<number>;
+  /** [shiftsY] shift nodes b along y (rows, +y down), pixels. */
+  shiftsY: ArrayLike<number>;
+  /** [scales] scale nodes c, each > 0. */
+  scales: ArrayLike<number>;
+  /** [M] log(w P) of each pose node in the pose order of `pose.ts`. */
+  logWeights: ArrayLike<number>;
+  /** Noise standard deviation σ, in image intensity units. */
+  sigma: number;
+}
+
+export interface BatchOutput {
+  /** [B] log Ĩ_b = logsumexp over (k, φ) of −E/2σ² + log π_k + log(w P)_φ. */
+  logIntegral: Float64Array;
+  /** [B] Σ_{k,φ} γ E: the expected squared residual; ∂(Σ_b log Ĩ_b)/∂σ = Σ_b of it / σ³. */
+  weightedEnergy: Float64Array;
+  /** [K, N, N] Σ_b Σ_φ γ R_φᵀ (X_b − R_φ θ_k) / σ² = ∂(Σ_b log Ĩ_b)/∂θ_k. */
+  gradient: Float64Array;
+  /** [B, K, M] responsibilities γ, when requested. */
+  responsibilities?: Float32Array | Float64Array;
+  /** [B, K, M] squared residuals E = ‖X_b − R_φ θ_k‖², when requested. */
+  energy?: Float32Array | Float64Array;
+}
+
+export interface EvaluateOptions {
+  /** Read back the responsibilities γ [B, K, M]. */
+  responsibilities?: boolean;
+  /** Read back the squared residuals E [B, K, M]. */
+  energy?: boolean;
+}
+
+/** Largest finite float32; 1/(2σ²) must stay below it on the GPU. */
+const FLOAT32_MAX = 3.4028234663852886e38;
+
+export function posesOf(shape: EngineShape): number {
+  return shape.rotations * shape.shiftsX * shape.shiftsY * shape.scales;
+}
+
+function checkCount(field: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new RangeError(`engine shape: ${field} must be a positive integer, got ${value}`);
+  }
+}
+
+export function validateShape(shape: EngineShape): void {
+  for (const field of ['size', 'classes', 'rotations', 'shiftsX', 'shiftsY', 'scales', 'batch'] as const) {
+    checkCount(field, shape[field]);
+  }
+}
+
+function checkLength(field: string, values: ArrayLike<number>, expected: number, layout: string): void {
+  if (values.length !== expected) {
+    throw new RangeError(`batch input: ${field} has ${values.length} values, expected ${expected} (${layout})`);
+  }
+}
+
+function checkFinite(field: string, values: ArrayLike<number>, stride = 1, unit = 'index'): void {
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i])) {
+      const where = stride === 1 ? `${unit} ${i}` : `${unit} ${Math.floor(i / stride)}, element ${i % stride}`;
+      throw new RangeError(`batch input: ${field} is ${values[i]} at ${where}; every value must be finite`);
+    }
+  }
+}
+
+/** Checks every field against the shape; returns B, the number of images. */
+export function validateBatch(shape: EngineShape, input: BatchInput): number {
+  const pixels = shape.size * shape.size;
+  if (input.images.length % pixels !== 0 || input.images.length === 0) {
+    throw new RangeError(
+      `batch input: images has ${input.images.length} values, not a positive multiple of N² = ${pixels}`,
+    );
+  }
+  const count = input.images.length / pixels;
+  if (count > shape.batch) {
+    throw new RangeError(`batch input: ${count} images exceed the engine's batch of ${shape.batch}`);
+  }
+  checkLength('templates', input.templates, shape.classes * pixels, '[K, N, N]');
+  checkLength('logClassWeights', input.logClassWeights, shape.classes, '[K]');
+  checkLength('rotations', input.rotations, count * shape.rotations, '[B, rotations]');
+  checkLength('shiftsX', input.shiftsX, shape.shiftsX, '[shiftsX]');
+  checkLength('shiftsY', input.shiftsY, shape.shiftsY, '[shiftsY]');
+  checkLength('scales', input.scales, shape.scales, '[scales]');
+  checkLength('logWeights', input.logWeights, posesOf(shape), '[rotations · shiftsX · shiftsY · scales]');
+  checkFinite('images', input.images, pixels, 'image');
+  checkFinite('templates', input.templates, pixels, 'class');
+  checkFinite('logClassWeights', input.logClassWeights);
+  checkFinite('rotations', input.rotations, shape.rotations, 'image');
+  checkFinite('shiftsX', input.shiftsX);
+  checkFinite('shiftsY', input.shiftsY);
+  checkFinite('logWeights', input.logWeights);
+  for (let m = 0; m < input.scales.length; m++) {
+    if (!(input.scales[m] > 0) || !Number.isFinite(input.scales[m])) {
+      throw new RangeError(`batch input: scales is ${input.scales[m]} at index ${m}; scales must be finite and > 0`);
+    }
+  }
+  const sigma = input.sigma;
+  if (!(sigma > 0) || !(1 / (2 * sigma * sigma) < FLOAT32_MAX)) {
+    throw new RangeError(
+      `batch input: sigma is ${sigma}; it must be > 0 with 1/(2σ²) finite in float32 (σ ≥ 4e-20)`,
+    );
+  }
+  return count;
+}

@@ -1,0 +1,42 @@
+/**
+ * The uniform block shared by every kernel. One struct for all kernels keeps the
+ * packing in one place; each kernel reads the fields it needs.
+ */
+export const PARAMS_WGSL = /* wgsl */ `
+struct Params {
+  size: u32,          // N: image side, pixels
+  pixels: u32,        // J = N * N
+  images: u32,        // images in this sub-batch
+  classes: u32,       // K templates
+  rotations: u32,     // rotation nodes per image
+  shiftsX: u32,       // shift nodes along x
+  shiftsY: u32,       // shift nodes along y
+  scales: u32,        // scale nodes
+  poses: u32,         // M = rotations * shiftsX * shiftsY * scales
+  chunkUnits: u32,    // (image, pose) pairs summed by one gradient invocation
+  chunks: u32,        // number of such chunks for this sub-batch
+  accumulate: u32,    // 1: the gradient reduction adds to its output, 0: overwrites it
+  centre: f32,        // rotation centre o = floor(N / 2), pixels
+  invTwoSigma2: f32,  // 1 / (2 sigma^2)
+  invSigma2: f32,     // 1 / sigma^2
+}
+`;
+
+/** Field values of `Params`, in the units its comments give. */
+export interface ParamsValues {
+  size: number;
+  pixels: number;
+  images: number;
+  classes: number;
+  rotations: number;
+  shiftsX: number;
+  shiftsY: number;
+  scales: number;
+  poses: number;
+  chunkUnits: number;
+  chunks: number;
+  accumulate: number;
+  centre: number;
+  invTwoSigma2: number;
+  invSigma2: number;
+}

@@ -1,0 +1,87 @@
+/**
+ * WGSL shared by the kernels that resample a template: decoding a pose index, the map
+ * from image to template coordinates and bilinear sampling. The float64 host twin in
+ * `host.ts` implements the same formulas.
+ *
+ * Coordinates: x is the column, y the row (+y down), pixel centres at integers, rotation
+ * centre o = (⌊N/2⌋, ⌊N/2⌋). A pose (ψ, a, b, c) maps template to image as
+ *   (R_φ θ)(q) = θ( R(−ψ) (q − o − d) / c + o ),  d = (a, b),
+ * with R(ψ) = [[cos ψ, sin ψ], [−sin ψ, cos ψ]] in these y-down coordinates, which turns
+ * the displayed picture counter-clockwise. Samples outside the box read as zero.
+ */
+import type { BindingSpec } from './kernel.js';
+
+/** Bindings the pose helpers read; a kernel that uses them lists these. */
+export const POSE_BINDINGS: readonly BindingSpec[] = [
+  { name: 'templates', access: 'read', type: 'array<f32>' }, // [K, N, N]
+  { name: 'rotations', access: 'read', type: 'array<vec2f>' }, // [B, rotations] (cos ψ, sin ψ)
+  { name: 'shiftX', access: 'read', type: 'array<f32>' }, // [shiftsX] pixels
+  { name: 'shiftY', access: 'read', type: 'array<f32>' }, // [shiftsY] pixels
+  { name: 'scales', access: 'read', type: 'array<f32>' }, // [scales]
+];
+
+/**
+ * Poses are numbered row-major over (rotation, shift x, shift y, scale), scale fastest:
+ *   φ = ((p * shiftsX + q) * shiftsY + r) * scales + m.
+ */
+export const POSE_WGSL = /* wgsl */ `
+struct Pose {
+  cs: vec2f,     // (cos psi, sin psi)
+  shift: vec2f,  // (a, b), pixels
+  scale: f32,
+}
+
+fn decodePose(image: u32, phi: u32) -> Pose {
+  let m = phi % P.scales;
+  var rest = phi / P.scales;
+  let r = rest % P.shiftsY;
+  rest = rest / P.shiftsY;
+  let q = rest % P.shiftsX;
+  let p = rest / P.shiftsX;
+  return Pose(rotations[image * P.rotations + p], vec2f(shiftX[q], shiftY[r]), scales[m]);
+}
+
+// Template coordinates of image point q: R(-psi) (q - o - d) / c + o.
+fn toTemplate(pose: Pose, q: vec2f) -> vec2f {
+  let u = q - vec2f(P.centre) - pose.shift;
+  let c = pose.cs.x;
+  let s = pose.cs.y;
+  return vec2f(c * u.x - s * u.y, s * u.x + c * u.y) / pose.scale + vec2f(P.centre);
+}
+
+// Image coordinates of template point t: R(psi) c (t - o) + o + d, the inverse of toTemplate.
+fn toImage(pose: Pose, t: vec2f) -> vec2f {
+  let u = (t - vec2f(P.centre)) * pose.scale;
+  let c = pose.cs.x;
+  let s = pose.cs.y;
+  return vec2f(c * u.x + s * u.y, -s * u.x + c * u.y) + vec2f(P.centre) + pose.shift;
+}
+
+fn texel(k: u32, x: i32, y: i32) -> f32 {
+  let n = i32(P.size);
+  if (x < 0 || y < 0 || x >= n || y >= n) {
+    return 0.0;
+  }
+  return templates[k * P.pixels + u32(y * n + x)];
+}
+
+// Bilinear sample of template k at t. The taps are floor(t) + {0, 1}^2 with weights
+// (1 - f) and f per axis, f = t - floor(t); the gradient kernel applies the same weights.
+fn sampleTemplate(k: u32, t: vec2f) -> f32 {
+  let base = floor(t);
+  let f = t - base;
+  let x = i32(base.x);
+  let y = i32(base.y);
+  let top = (1.0 - f.x) * texel(k, x, y) + f.x * texel(k, x + 1, y);
+  let bottom = (1.0 - f.x) * texel(k, x, y + 1) + f.x * texel(k, x + 1, y + 1);
+  return (1.0 - f.y) * top + f.y * bottom;
+}
+
+fn pixelPoint(index: u32) -> vec2f {
+  return vec2f(f32(index % P.size), f32(index / P.size));
+}
+
+fn linearWorkgroup(wg: vec3u, groups: vec3u) -> u32 {
+  return wg.y * groups.x + wg.x;
+}
+`;
