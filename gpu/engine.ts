@@ -67,6 +67,29 @@ export class PoseEngine {
   private readonly buffers: GPUBuffer[] = [];
   private readonly maxBindingBytes: number;
 
+  /**
+   * Builds an engine and waits for its pipelines, so that a shader or buffer the device
+   * rejects raises a GpuError here with the device's message.
+   */
+  static async create(device: GPUDevice, shape: EngineShape, options: EngineOptions = {}): Promise<PoseEngine> {
+    device.pushErrorScope('out-of-memory');
+    device.pushErrorScope('validation');
+    let engine: PoseEngine | undefined;
+    try {
+      engine = new PoseEngine(device, shape, options);
+    } finally {
+      const validation = await device.popErrorScope();
+      const memory = await device.popErrorScope();
+      const failure = validation ?? memory;
+      if (failure) {
+        engine?.destroy();
+        throw new GpuError(`building the pose engine failed on the device: ${failure.message}`);
+      }
+    }
+    return engine;
+  }
+
+  /** Prefer `PoseEngine.create`, which reports device errors; this constructor does not wait for them. */
   constructor(device: GPUDevice, shape: EngineShape, options: EngineOptions = {}) {
     validateShape(shape);
     this.device = device;
