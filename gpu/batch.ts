@@ -22,10 +22,10 @@ export interface EngineShape {
 }
 
 export interface BatchInput {
-  /** [B, N, N] images, 1 ≤ B ≤ shape.batch. */
-  images: Float32Array;
+  /** [B, N, N] images, 1 ≤ B ≤ shape.batch. The engine rounds float64 values to float32. */
+  images: Float32Array | Float64Array;
   /** [K, N, N] templates θ_k. */
-  templates: Float32Array;
+  templates: Float32Array | Float64Array;
   /** [K] log π_k; a single class takes [0]. */
   logClassWeights: ArrayLike<number>;
   /** [B, rotations] rotation nodes ψ of each image, radians. */

@@ -1,9 +1,9 @@
 /**
  * Squared residual of every (image, class, pose) term:
  *   E[b, k, φ] = ‖X_b − R_φ θ_k‖²  over the J pixels.
- * One workgroup per term; its invocations stride over the pixels and the partial
- * sums meet in a tree, which keeps the float32 rounding error near log2(WG) ulps
- * of each partial rather than growing with J.
+ * One workgroup per term. Its invocations stride over the pixels, and the partial sums
+ * meet in a tree, so the float32 rounding error grows with J/WG + log2(WG) steps
+ * rather than with J.
  */
 import { PARAMS_BINDING, type KernelSpec } from './kernel.js';
 import { POSE_BINDINGS, POSE_WGSL } from './pose.js';

@@ -9,8 +9,8 @@
  *   gradientPartial Σ over a chunk of (b, φ) of γ R_φᵀ r     one invocation per (chunk, k, j)
  *   gradientReduce  Σ over chunks / σ², added to ∂/∂θ          one invocation per (k, j)
  *
- * Sub-batches exist because a storage binding holds at most maxStorageBufferBindingSize
- * bytes (128 MiB by default): images are grouped so that no per-image buffer (images,
+ * Sub-batches exist because a storage binding is limited to maxStorageBufferBindingSize
+ * bytes (128 MiB by default). Images are grouped so that no per-image buffer (images,
  * rotations, E, γ) exceeds it. Dispatches past 65 535 workgroups are laid out in 2-D.
  */
 import { bindKernel, compileKernel, dispatchSize, makeParamsView, type CompiledKernel } from './kernel.js';
@@ -132,10 +132,10 @@ export class PoseEngine {
     const pixels = size * size;
     const poses = posesOf(this.shape);
     const limit = this.maxBindingBytes;
-    const check = (what: string, bytes: number) => {
+    const check = (buffer: string, bytes: number) => {
       if (bytes > limit) {
         throw new RangeError(
-          `engine shape: ${what} needs ${bytes} bytes in one binding, above the limit of ${limit}; ` +
+          `engine shape: ${buffer} needs ${bytes} bytes in one binding, above the limit of ${limit}; ` +
             'use fewer classes, poses or pixels',
         );
       }
@@ -146,9 +146,9 @@ export class PoseEngine {
     check('one image\'s terms [K, M]', perImage);
     const imagesPerSubBatch = Math.min(batch, Math.floor(limit / perImage));
     const units = imagesPerSubBatch * poses;
-    const wanted = Math.ceil(GRADIENT_TARGET_INVOCATIONS / (classes * pixels));
+    const target = Math.ceil(GRADIENT_TARGET_INVOCATIONS / (classes * pixels));
     const fit = Math.floor(limit / (classes * pixels * BYTES));
-    const chunks = Math.max(1, Math.min(wanted, fit, units));
+    const chunks = Math.max(1, Math.min(target, fit, units));
     return { imagesPerSubBatch, subBatches: Math.ceil(batch / imagesPerSubBatch), chunks };
   }
 

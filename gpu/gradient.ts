@@ -5,8 +5,8 @@
  *
  * `gradientPartial` gathers: each invocation owns one template pixel j of one class and
  * one chunk of (image, pose) pairs. For each pair it visits the image pixels q whose
- * source point toTemplate(q) lies within one pixel of j, which are the only pixels whose
- * bilinear sample has a tap on j, and adds γ · weight(q → j) · residual(q). The weights
+ * source point toTemplate(q) lies within one pixel of j. Only their bilinear samples have
+ * a tap on j, and each adds γ · weight(q → j) · residual(q). The weights
  * are the forward kernel's own (1 − f, f) factors, so this is the exact adjoint of the
  * resampling up to float rounding. Chunks give the GPU enough invocations when K·J is
  * small; each chunk writes its own slice of `partial` [chunks, K, J].

@@ -7,7 +7,8 @@
  */
 import { posesOf, validateBatch, type BatchInput, type BatchOutput, type EngineShape } from './batch.js';
 
-interface HostPose {
+/** A pose with its rotation as cos and sin; shifts in pixels. */
+export interface HostPose {
   cos: number;
   sin: number;
   a: number;
@@ -34,8 +35,8 @@ function toTemplate(pose: HostPose, centre: number, x: number, y: number): [numb
 }
 
 /**
- * Visits the four bilinear taps of the sample at (tx, ty) that lie inside the N×N box,
- * with their weights; taps outside read as zero and are skipped.
+ * Visits the bilinear taps of the sample at (tx, ty) that lie inside the N×N box, with
+ * their weights. Taps outside read as zero, so they are skipped.
  */
 function forEachTap(size: number, tx: number, ty: number, visit: (index: number, weight: number) => void): void {
   const x0 = Math.floor(tx);
@@ -150,6 +151,35 @@ export function evaluateHost(shape: EngineShape, input: BatchInput, withGradient
   const inverseSigma2 = 1 / (input.sigma * input.sigma);
   for (let e = 0; e < gradient.length; e++) gradient[e] *= inverseSigma2;
   return { logIntegral, weightedEnergy, gradient, responsibilities, energy };
+}
+
+/**
+ * Σ_b Σ_φ γ R_φᵀ |X_b − R_φ θ_k| / σ² [K, N, N]: the gradient with every residual taken
+ * positive. It bounds how much rounding in each term can move each gradient element,
+ * which cancellation between poses can make far smaller than its terms.
+ */
+export function hostGradientMagnitude(shape: EngineShape, input: BatchInput, responsibilities: ArrayLike<number>): Float64Array {
+  const count = validateBatch(shape, input);
+  const { size, classes } = shape;
+  const pixels = size * size;
+  const poses = posesOf(shape);
+  const magnitude = new Float64Array(classes * pixels);
+  const model = new Float64Array(pixels);
+  const residual = new Float64Array(pixels);
+  for (let b = 0; b < count; b++) {
+    for (let k = 0; k < classes; k++) {
+      const template = input.templates.subarray(k * pixels, (k + 1) * pixels);
+      for (let phi = 0; phi < poses; phi++) {
+        const gamma = responsibilities[(b * classes + k) * poses + phi];
+        if (gamma === 0) continue;
+        const pose = decodePose(shape, input, b, phi);
+        resample(size, template, pose, model);
+        for (let q = 0; q < pixels; q++) residual[q] = Math.abs(input.images[b * pixels + q] - model[q]);
+        addAdjoint(size, residual, pose, gamma / (input.sigma * input.sigma), magnitude.subarray(k * pixels, (k + 1) * pixels));
+      }
+    }
+  }
+  return magnitude;
 }
 
 /** Σ_b log Ĩ_b in float64: the data term whose derivatives `evaluateHost` returns. */

@@ -7,7 +7,7 @@ import { makeShaderDataDefinitions, makeStructuredView } from 'webgpu-utils';
 
 import { PARAMS_WGSL } from './params.js';
 
-/** How a kernel uses a binding: the uniform parameters, a read-only or a writable storage array. */
+/** Access mode of a binding: the uniform parameters, a read-only or a writable storage array. */
 export type BindingAccess = 'uniform' | 'read' | 'write';
 
 export interface BindingSpec {
@@ -21,7 +21,7 @@ export interface KernelSpec {
   /** Names the pipeline and every GPU object built for it. */
   name: string;
   bindings: readonly BindingSpec[];
-  /** Invocations per workgroup; the body sees it as the constant `WG`. */
+  /** Invocations per workgroup; the body reads it as the constant `WG`. */
   workgroupSize: number;
   /**
    * WGSL that follows the generated declarations: helper functions and
@@ -113,7 +113,7 @@ export function bindKernel(
 }
 
 /**
- * Lays a count of workgroups out on a 2-D dispatch, because one dimension holds at
+ * Lays a count of workgroups out on a 2-D dispatch, because one dimension takes at
  * most `maxPerDimension` (65 535 by default). Kernels rebuild the linear index as
  * `workgroup_id.y * num_workgroups.x + workgroup_id.x` and skip indices past the count.
  */

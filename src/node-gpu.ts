@@ -33,9 +33,9 @@ export function describeAdapter(adapter: GPUAdapter): AdapterDescription {
 }
 
 /**
- * Every `GPU` instance that handed out an adapter. Dawn frees an instance when it is
- * garbage collected, even while its devices are in use, and SwiftShader then crashes
- * mid-dispatch; holding them here for the life of the process prevents that.
+ * Every `GPU` instance that handed out an adapter, kept for the life of the process.
+ * Dawn frees an instance when it is garbage collected, even while its devices are in use,
+ * and SwiftShader then crashes mid-dispatch (seen with webgpu 0.6.2).
  */
 const instances: GPU[] = [];
 
