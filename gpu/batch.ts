@@ -47,7 +47,7 @@ export interface BatchOutput {
   logIntegral: Float64Array;
   /** [B] Σ_{k,φ} γ E: the expected squared residual; ∂(Σ_b log Ĩ_b)/∂σ = Σ_b of it / σ³. */
   weightedEnergy: Float64Array;
-  /** [K, N, N] Σ_b Σ_φ γ R_φᵀ (X_b − R_φ θ_k) / σ² = ∂(Σ_b log Ĩ_b)/∂θ_k. */
+  /** [K, N, N] Σ_b Σ_φ γ R_φᵀ (X_b − R_φ θ_k) / σ² = ∂(Σ_b log Ĩ_b)/∂θ_k; empty if not read back. */
   gradient: Float64Array;
   /** [B, K, M] responsibilities γ, when requested. */
   responsibilities?: Float32Array | Float64Array;
@@ -60,7 +60,18 @@ export interface EvaluateOptions {
   responsibilities?: boolean;
   /** Read back the squared residuals E [B, K, M]. */
   energy?: boolean;
+  /** Read back the gradient [K, N, N] (default true); it stays on the GPU either way. */
+  gradient?: boolean;
+  /**
+   * Drop the likelihood from the responsibilities: γ ∝ π_k (w P)_φ, as σ → ∞. The gradient
+   * keeps its 1/σ² factor, so with σ = 1 it is Σ_b Σ_φ γ R_φᵀ (X_b − R_φ θ_k), the
+   * gradient of the Jensen lower bound up to the factor Σ_φ (w P)_φ.
+   */
+  flatLikelihood?: boolean;
 }
+
+/** Input of the engine: the templates may be left out to use those already on the GPU. */
+export type EngineInput = Omit<BatchInput, 'templates'> & { templates?: BatchInput['templates'] };
 
 /** Largest finite float32; 1/(2σ²) must stay below it on the GPU. */
 const FLOAT32_MAX = 3.4028234663852886e38;
@@ -97,7 +108,7 @@ function checkFinite(field: string, values: ArrayLike<number>, stride = 1, unit 
 }
 
 /** Checks every field against the shape; returns B, the number of images. */
-export function validateBatch(shape: EngineShape, input: BatchInput): number {
+export function validateBatch(shape: EngineShape, input: EngineInput): number {
   const pixels = shape.size * shape.size;
   if (input.images.length % pixels !== 0 || input.images.length === 0) {
     throw new RangeError(
@@ -108,7 +119,7 @@ export function validateBatch(shape: EngineShape, input: BatchInput): number {
   if (count > shape.batch) {
     throw new RangeError(`batch input: ${count} images exceed the engine's batch of ${shape.batch}`);
   }
-  checkLength('templates', input.templates, shape.classes * pixels, '[K, N, N]');
+  if (input.templates) checkLength('templates', input.templates, shape.classes * pixels, '[K, N, N]');
   checkLength('logClassWeights', input.logClassWeights, shape.classes, '[K]');
   checkLength('rotations', input.rotations, count * shape.rotations, '[B, rotations]');
   checkLength('shiftsX', input.shiftsX, shape.shiftsX, '[shiftsX]');
@@ -116,7 +127,7 @@ export function validateBatch(shape: EngineShape, input: BatchInput): number {
   checkLength('scales', input.scales, shape.scales, '[scales]');
   checkLength('logWeights', input.logWeights, posesOf(shape), '[rotations · shiftsX · shiftsY · scales]');
   checkFinite('images', input.images, pixels, 'image');
-  checkFinite('templates', input.templates, pixels, 'class');
+  if (input.templates) checkFinite('templates', input.templates, pixels, 'class');
   checkFinite('logClassWeights', input.logClassWeights);
   checkFinite('rotations', input.rotations, shape.rotations, 'image');
   checkFinite('shiftsX', input.shiftsX);

@@ -17,7 +17,7 @@ import { bindKernel, compileKernel, dispatchSize, makeParamsView, type CompiledK
 import { energyKernel } from './energy.js';
 import { logsumexpKernel } from './logsumexp.js';
 import { GRADIENT_TARGET_INVOCATIONS, GRADIENT_WORKGROUP, gradientPartialKernel, gradientReduceKernel, REDUCE_WORKGROUP } from './gradient.js';
-import { posesOf, validateBatch, validateShape, type BatchInput, type BatchOutput, type EngineShape, type EvaluateOptions } from './batch.js';
+import { posesOf, validateBatch, validateShape, type BatchOutput, type EngineInput, type EngineShape, type EvaluateOptions } from './batch.js';
 import type { ParamsValues } from './params.js';
 
 export interface EngineOptions {
@@ -66,6 +66,7 @@ export class PoseEngine {
   private readonly subBatches: SubBatch[];
   private readonly buffers: GPUBuffer[] = [];
   private readonly maxBindingBytes: number;
+  private destroyed = false;
 
   /**
    * Builds an engine and waits for its pipelines, so that a shader or buffer the device
@@ -199,6 +200,30 @@ export class PoseEngine {
     return this.shared.templates;
   }
 
+  /** The gradient [K, N, N] of the last evaluation, `BatchOutput.gradient` on the GPU. */
+  get gradientBuffer(): GPUBuffer {
+    return this.shared.gradient;
+  }
+
+  /** Uploads templates θ [K, N, N]; later evaluations that omit `templates` use them. */
+  setTemplates(templates: ArrayLike<number>): void {
+    const expected = this.shape.classes * this.shape.size * this.shape.size;
+    if (templates.length !== expected) {
+      throw new RangeError(`setTemplates: ${templates.length} values, expected ${expected} ([K, N, N])`);
+    }
+    this.device.queue.writeBuffer(this.shared.templates, 0, toFloat32(templates));
+  }
+
+  /** Reads the templates θ [K, N, N] now on the GPU. */
+  async readTemplates(): Promise<Float32Array> {
+    const count = this.shape.classes * this.shape.size * this.shape.size;
+    const staging = this.readBuffer(count, 'templates');
+    const encoder = this.device.createCommandEncoder({ label: 'templates readback' });
+    encoder.copyBufferToBuffer(this.shared.templates, 0, staging, 0, count * BYTES);
+    this.device.queue.submit([encoder.finish()]);
+    return readFloat32(staging);
+  }
+
   /**
    * Fills every output and intermediate buffer with `value`. Tests call it with NaN
    * before an evaluation to show that the kernels overwrite every element.
@@ -215,7 +240,10 @@ export class PoseEngine {
   }
 
   /** Evaluates the batch on the GPU; see `BatchOutput` for what each field holds. */
-  async evaluate(input: BatchInput, options: EvaluateOptions = {}): Promise<BatchOutput> {
+  async evaluate(input: EngineInput, options: EvaluateOptions = {}): Promise<BatchOutput> {
+    if (this.destroyed) {
+      throw new Error('PoseEngine.evaluate: the engine was destroyed; create a new one');
+    }
     const count = validateBatch(this.shape, input);
     const device = this.device;
     const { size, classes, rotations } = this.shape;
@@ -223,7 +251,7 @@ export class PoseEngine {
     const poses = posesOf(this.shape);
     const terms = classes * poses;
     const queue = device.queue;
-    queue.writeBuffer(this.shared.templates, 0, toFloat32(input.templates));
+    if (input.templates) queue.writeBuffer(this.shared.templates, 0, toFloat32(input.templates));
     queue.writeBuffer(this.shared.shiftX, 0, toFloat32(input.shiftsX));
     queue.writeBuffer(this.shared.shiftY, 0, toFloat32(input.shiftsY));
     queue.writeBuffer(this.shared.scales, 0, toFloat32(input.scales));
@@ -234,13 +262,13 @@ export class PoseEngine {
     device.pushErrorScope('validation');
     const encoder = device.createCommandEncoder({ label: 'pose integral batch' });
     const scalars = this.readBuffer(2 * count, 'log integrals and weighted squared residuals');
-    const gradient = this.readBuffer(classes * pixels, 'template gradient');
+    const gradient = options.gradient === false ? undefined : this.readBuffer(classes * pixels, 'template gradient');
     const gamma = options.responsibilities ? this.readBuffer(count * terms, 'responsibilities') : undefined;
     const energy = options.energy ? this.readBuffer(count * terms, 'squared residuals') : undefined;
     const active = this.subBatches.filter((sub) => sub.first < count);
     active.forEach((sub, index) => {
       const images = Math.min(sub.capacity, count - sub.first);
-      this.writeSubBatch(sub, input, images, index > 0);
+      this.writeSubBatch(sub, input, images, index > 0, options.flatLikelihood === true);
       const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
       const units = images * poses;
       const chunkUnits = Math.ceil(units / this.plan.chunks);
@@ -265,7 +293,7 @@ export class PoseEngine {
       if (gamma) encoder.copyBufferToBuffer(sub.gamma, 0, gamma, sub.first * terms * BYTES, images * terms * BYTES);
       if (energy) encoder.copyBufferToBuffer(sub.energy, 0, energy, sub.first * terms * BYTES, images * terms * BYTES);
     });
-    encoder.copyBufferToBuffer(this.shared.gradient, 0, gradient, 0, classes * pixels * BYTES);
+    if (gradient) encoder.copyBufferToBuffer(this.shared.gradient, 0, gradient, 0, classes * pixels * BYTES);
     queue.submit([encoder.finish()]);
     const validation = await device.popErrorScope();
     const memory = await device.popErrorScope();
@@ -281,14 +309,14 @@ export class PoseEngine {
     const output: BatchOutput = {
       logIntegral: Float64Array.from(scalarValues!.subarray(0, count)),
       weightedEnergy: Float64Array.from(scalarValues!.subarray(count, 2 * count)),
-      gradient: Float64Array.from(gradientValues!),
+      gradient: gradientValues ? Float64Array.from(gradientValues) : new Float64Array(0),
     };
     if (gammaValues) output.responsibilities = gammaValues;
     if (energyValues) output.energy = energyValues;
     return output;
   }
 
-  private writeSubBatch(sub: SubBatch, input: BatchInput, images: number, accumulate: boolean): void {
+  private writeSubBatch(sub: SubBatch, input: EngineInput, images: number, accumulate: boolean, flat: boolean): void {
     const { size, classes, rotations, shiftsX, shiftsY, scales } = this.shape;
     const pixels = size * size;
     const poses = posesOf(this.shape);
@@ -318,7 +346,7 @@ export class PoseEngine {
       chunks: Math.ceil(units / chunkUnits),
       accumulate: accumulate ? 1 : 0,
       centre: Math.floor(size / 2),
-      invTwoSigma2: 1 / (2 * input.sigma * input.sigma),
+      invTwoSigma2: flat ? 0 : 1 / (2 * input.sigma * input.sigma),
       invSigma2: 1 / (input.sigma * input.sigma),
     };
     const view = makeParamsView();
@@ -338,6 +366,7 @@ export class PoseEngine {
   destroy(): void {
     for (const buffer of this.buffers) buffer.destroy();
     this.buffers.length = 0;
+    this.destroyed = true;
   }
 }
 

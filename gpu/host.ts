@@ -84,11 +84,17 @@ function addAdjoint(size: number, residual: Float64Array, pose: HostPose, weight
   }
 }
 
-/**
- * Float64 twin of `PoseEngine.evaluate`; returns responsibilities and energies always,
- * and the gradient unless `withGradient` is false (it is then all zeros).
- */
-export function evaluateHost(shape: EngineShape, input: BatchInput, withGradient = true): Required<BatchOutput> {
+/** What the twin computes beyond log Ĩ, γ and E. */
+export interface HostOptions {
+  /** Compute the gradient (default true); without it the gradient is all zeros. */
+  gradient?: boolean;
+  /** γ ∝ π_k (w P)_φ without the likelihood, as `EvaluateOptions.flatLikelihood`. */
+  flatLikelihood?: boolean;
+}
+
+/** Float64 twin of `PoseEngine.evaluate`; returns responsibilities and energies always. */
+export function evaluateHost(shape: EngineShape, input: BatchInput, options: HostOptions = {}): Required<BatchOutput> {
+  const withGradient = options.gradient ?? true;
   const count = validateBatch(shape, input);
   const { size, classes } = shape;
   const pixels = size * size;
@@ -101,7 +107,7 @@ export function evaluateHost(shape: EngineShape, input: BatchInput, withGradient
   const gradient = new Float64Array(classes * pixels);
   const model = new Float64Array(pixels);
   const residual = new Float64Array(pixels);
-  const inverseTwoSigma2 = 1 / (2 * input.sigma * input.sigma);
+  const inverseTwoSigma2 = options.flatLikelihood ? 0 : 1 / (2 * input.sigma * input.sigma);
 
   for (let b = 0; b < count; b++) {
     const image = input.images.subarray(b * pixels, (b + 1) * pixels);
@@ -184,5 +190,5 @@ export function hostGradientMagnitude(shape: EngineShape, input: BatchInput, res
 
 /** Σ_b log Ĩ_b in float64: the data term whose derivatives `evaluateHost` returns. */
 export function hostLogIntegralSum(shape: EngineShape, input: BatchInput): number {
-  return evaluateHost(shape, input, false).logIntegral.reduce((sum, value) => sum + value, 0);
+  return evaluateHost(shape, input, { gradient: false }).logIntegral.reduce((sum, value) => sum + value, 0);
 }

@@ -19,6 +19,11 @@ struct Params {
   centre: f32,        // rotation centre o = floor(N / 2), pixels
   invTwoSigma2: f32,  // 1 / (2 sigma^2)
   invSigma2: f32,     // 1 / sigma^2
+  elements: u32,      // parameters updated by the optimiser kernel
+  learningRate: f32,  // optimiser step size
+  step: f32,          // optimiser step count t = 1, 2, ...
+  gradientScale: f32, // factor on the data gradient before the prior term is added
+  lambda: f32,        // Laplace prior weight: the update adds -lambda * sign(theta)
 }
 `;
 
@@ -39,4 +44,10 @@ export interface ParamsValues {
   centre: number;
   invTwoSigma2: number;
   invSigma2: number;
+  /** The optimiser fields; the pose-integral kernels leave them 0. */
+  elements?: number;
+  learningRate?: number;
+  step?: number;
+  gradientScale?: number;
+  lambda?: number;
 }

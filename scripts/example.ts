@@ -54,7 +54,7 @@ async function main(): Promise<void> {
   const engine = await PoseEngine.create(gpu.device, shape);
   const output = await engine.evaluate(input, { responsibilities: true });
   engine.destroy();
-  const host = evaluateHost(shape, input, false);
+  const host = evaluateHost(shape, input, { gradient: false });
 
   const poses = 24 * 5 * 5 * 3;
   const describe = (index: number) => {

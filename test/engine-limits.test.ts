@@ -75,7 +75,7 @@ describe('PoseEngine numerical range', () => {
   it('handles every term far below float range', async () => {
     // σ chosen so every exp(L) underflows float64 as well as float32: L ≈ −1e6.
     const problem = makeProblem(numerics, seed + 1, { size: 12, batch: 2, rotations: 6, shifts: 3, scales: 2 });
-    const host0 = evaluateHost(problem.shape, problem.input, false);
+    const host0 = evaluateHost(problem.shape, problem.input, { gradient: false });
     const minEnergy = Math.min(...Array.from(host0.energy));
     const sigma = Math.sqrt(minEnergy / 2e6);
     const tiny = { ...problem, input: { ...problem.input, sigma } };

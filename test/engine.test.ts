@@ -109,6 +109,28 @@ describe('PoseEngine against the float64 twin', () => {
     expectTwinMatch(problem, gpu, host);
   });
 
+  it('matches with a flat likelihood', async () => {
+    const problem = makeProblem(numerics, seed + 5, SMALL);
+    const engine = await PoseEngine.create(device, problem.shape);
+    const gpu = await engine.evaluate(problem.input, { responsibilities: true, flatLikelihood: true });
+    engine.destroy();
+    const host = evaluateHost(problem.shape, problem.input, { flatLikelihood: true });
+    const weights = Array.from(problem.input.logWeights, Math.exp);
+    const total = weights.reduce((sum, w) => sum + w, 0);
+    for (let i = 0; i < host.responsibilities.length; i++) {
+      const prior = weights[i % weights.length] / total;
+      expect(Math.abs(host.responsibilities[i] - prior), `twin γ of term ${i}`).toBeLessThan(1e-12);
+      expect(Math.abs(gpu.responsibilities![i] - prior), `engine γ of term ${i}`).toBeLessThan(4 * EPS32);
+    }
+    let worst = 0;
+    let scale = 0;
+    for (let e = 0; e < host.gradient.length; e++) {
+      worst = Math.max(worst, Math.abs(gpu.gradient[e] - host.gradient[e]));
+      scale = Math.max(scale, Math.abs(host.gradient[e]));
+    }
+    expect(worst / scale, `seed ${seed}: ∂/∂θ`).toBeLessThan(64 * EPS32);
+  });
+
   it('responsibilities sum to one per image', async () => {
     const problem = makeProblem(numerics, seed + 3, SMALL);
     const { gpu } = await runBoth(problem);

@@ -87,7 +87,7 @@ describe('gradients against central differences', () => {
       pixels,
     });
     const objective = (theta: Float64Array, s: number) =>
-      composeObjective(numerics, evaluateHost(problem.shape, withTemplates(problem, theta, s), false), context(theta, s))
+      composeObjective(numerics, evaluateHost(problem.shape, withTemplates(problem, theta, s), { gradient: false }), context(theta, s))
         .value;
     const exact = composeObjective(
       numerics,
