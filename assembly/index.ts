@@ -202,3 +202,5 @@ export function outerSumLogWeights(
   }
   return combined;
 }
+
+export { rotationWindowHalfWidth, marginaliseRotations, windowCentres, hasConverged } from './training';

@@ -124,6 +124,20 @@ export interface Numerics {
    * entry of θ. A NaN entry gives NaN.
    */
   laplaceLogPriorGradient(theta: ArrayLike<number>, lambda: number): Float64Array<ArrayBuffer>;
+  /**
+   * Returns the rotation window half-width ε = 2π (20/360 + 0.75^epoch) radians after
+   * `epoch` ≥ 1 completed epochs; ε ≥ π means the full circle.
+   */
+  rotationWindowHalfWidth(epoch: number): number;
+  /**
+   * Sums γ [images, classes, poses] over classes and over the shift and scale nodes of
+   * each rotation node; returns [images, rotations].
+   */
+  marginaliseRotations(gamma: ArrayLike<number>, images: number, classes: number, rotations: number): Float64Array<ArrayBuffer>;
+  /** Returns each image's most probable rotation node, in [0, 2π); both inputs are [images, rotations]. */
+  windowCentres(marginal: ArrayLike<number>, nodes: ArrayLike<number>, rotations: number): Float64Array<ArrayBuffer>;
+  /** Returns |(e₁ − e₀)/e₀| + |(e₂ − e₀)/e₀| ≤ tolerance for epoch objectives e₂, e₁, e₀ (newest last). */
+  hasConverged(beforePrevious: number, previous: number, current: number, tolerance: number): boolean;
 }
 
 /**
@@ -291,6 +305,41 @@ function bindNumerics(raw: ArrayBufferBacked<NumericsRawExports>): Numerics {
       validateLambda(lambda);
       return raw.laplaceLogPriorGradient(toFloat64Array(theta), lambda);
     },
+    rotationWindowHalfWidth(epoch) {
+      validateCount(epoch, 'epoch');
+      return raw.rotationWindowHalfWidth(epoch);
+    },
+    marginaliseRotations(gamma, images, classes, rotations) {
+      validateCount(images, 'images');
+      validateCount(classes, 'classes');
+      validateCount(rotations, 'rotations');
+      if (gamma.length === 0 || gamma.length % (images * classes * rotations) !== 0) {
+        throw new RangeError(
+          `gamma has ${gamma.length} entries, not a positive multiple of images × classes × ` +
+            `rotations = ${images} × ${classes} × ${rotations}.`,
+        );
+      }
+      return raw.marginaliseRotations(toFloat64Array(gamma, 'gamma'), images, classes, rotations);
+    },
+    windowCentres(marginal, nodes, rotations) {
+      validateCount(rotations, 'rotations');
+      if (marginal.length !== nodes.length || marginal.length % rotations !== 0) {
+        throw new RangeError(
+          `marginal (${marginal.length} entries) and nodes (${nodes.length}) must both be ` +
+            `[images, rotations] with rotations = ${rotations}.`,
+        );
+      }
+      return raw.windowCentres(toFloat64Array(marginal, 'marginal'), toFloat64Array(nodes, 'nodes'), rotations);
+    },
+    hasConverged(beforePrevious, previous, current, tolerance) {
+      validateFinite(beforePrevious, 'beforePrevious');
+      validateFinite(previous, 'previous');
+      validateFinite(current, 'current');
+      if (!(tolerance >= 0)) {
+        throw new RangeError(`tolerance must be ≥ 0, got ${formatValue(tolerance)}.`);
+      }
+      return raw.hasConverged(beforePrevious, previous, current, tolerance);
+    },
   };
 }
 
@@ -299,10 +348,10 @@ function rotationHalfWidth(spec: RotationSpec): number {
   return spec.halfWidth ?? Infinity;
 }
 
-function toFloat64Array(values: ArrayLike<number>): Float64Array {
+function toFloat64Array(values: ArrayLike<number>, field = 'theta'): Float64Array {
   if (values.length > MAX_ARRAY_LENGTH) {
     throw new RangeError(
-      `theta has ${values.length} entries, more than the ${MAX_ARRAY_LENGTH} that fit in ` +
+      `${field} has ${values.length} entries, more than the ${MAX_ARRAY_LENGTH} that fit in ` +
         'one WebAssembly array. Split the template into parts and add their priors.',
     );
   }
