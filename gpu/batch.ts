@@ -76,6 +76,14 @@ export type EngineInput = Omit<BatchInput, 'templates'> & { templates?: BatchInp
 /** Largest finite float32; 1/(2σ²) must stay below it on the GPU. */
 const FLOAT32_MAX = 3.4028234663852886e38;
 
+/**
+ * Largest input magnitude accepted: squares and sums of J such values stay finite in
+ * float32 for J up to 2^20 pixels, (1e16)² · 2^20 ≈ 1e38.
+ */
+const FLOAT32_LIMIT = 1e16;
+
+/** Scales accepted; outside this range the gather window or the sampling step degenerates. */
+const SCALE_RANGE = [1e-3, 1e3] as const;
 export function posesOf(shape: EngineShape): number {
   return shape.rotations * shape.shiftsX * shape.shiftsY * shape.scales;
 }
@@ -87,6 +95,9 @@ function checkCount(field: string, value: number): void {
 }
 
 export function validateShape(shape: EngineShape): void {
+  if (typeof shape !== 'object' || shape === null) {
+    throw new TypeError(`engine shape must be an object with size, classes, rotations, shiftsX, shiftsY, scales and batch, got ${shape}`);
+  }
   for (const field of ['size', 'classes', 'rotations', 'shiftsX', 'shiftsY', 'scales', 'batch'] as const) {
     checkCount(field, shape[field]);
   }
@@ -98,17 +109,38 @@ function checkLength(field: string, values: ArrayLike<number>, expected: number,
   }
 }
 
+/**
+ * Checks that every value is a number the GPU can hold: finite, and within float32's
+ * range, since the kernels compute in float32.
+ */
 function checkFinite(field: string, values: ArrayLike<number>, stride = 1, unit = 'index'): void {
   for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i])) {
+    const value = values[i];
+    if (typeof value !== 'number' || !Number.isFinite(value) || Math.abs(value) > FLOAT32_LIMIT) {
       const where = stride === 1 ? `${unit} ${i}` : `${unit} ${Math.floor(i / stride)}, element ${i % stride}`;
-      throw new RangeError(`batch input: ${field} is ${values[i]} at ${where}; every value must be finite`);
+      const shown = typeof value === 'number' ? String(value) : JSON.stringify(value);
+      throw new RangeError(
+        `batch input: ${field} is ${shown} at ${where}; every value must be a finite number of magnitude ≤ ${FLOAT32_LIMIT}`,
+      );
     }
   }
 }
 
+const FIELDS = ['images', 'logClassWeights', 'rotations', 'shiftsX', 'shiftsY', 'scales', 'logWeights'] as const;
+
+/** Checks templates [K, N, N] for length and float32 range. */
+export function validateTemplates(templates: ArrayLike<number>, expected: number, pixels: number): void {
+  checkLength('templates', templates, expected, '[K, N, N]');
+  checkFinite('templates', templates, pixels, 'class');
+}
+
 /** Checks every field against the shape; returns B, the number of images. */
 export function validateBatch(shape: EngineShape, input: EngineInput): number {
+  for (const field of FIELDS) {
+    if (input?.[field] === undefined || typeof input[field].length !== 'number') {
+      throw new TypeError(`batch input: ${field} is missing; it must be an array of numbers`);
+    }
+  }
   const pixels = shape.size * shape.size;
   if (input.images.length % pixels !== 0 || input.images.length === 0) {
     throw new RangeError(
@@ -119,7 +151,7 @@ export function validateBatch(shape: EngineShape, input: EngineInput): number {
   if (count > shape.batch) {
     throw new RangeError(`batch input: ${count} images exceed the engine's batch of ${shape.batch}`);
   }
-  if (input.templates) checkLength('templates', input.templates, shape.classes * pixels, '[K, N, N]');
+  if (input.templates) validateTemplates(input.templates, shape.classes * pixels, pixels);
   checkLength('logClassWeights', input.logClassWeights, shape.classes, '[K]');
   checkLength('rotations', input.rotations, count * shape.rotations, '[B, rotations]');
   checkLength('shiftsX', input.shiftsX, shape.shiftsX, '[shiftsX]');
@@ -127,21 +159,23 @@ export function validateBatch(shape: EngineShape, input: EngineInput): number {
   checkLength('scales', input.scales, shape.scales, '[scales]');
   checkLength('logWeights', input.logWeights, posesOf(shape), '[rotations · shiftsX · shiftsY · scales]');
   checkFinite('images', input.images, pixels, 'image');
-  if (input.templates) checkFinite('templates', input.templates, pixels, 'class');
   checkFinite('logClassWeights', input.logClassWeights);
   checkFinite('rotations', input.rotations, shape.rotations, 'image');
   checkFinite('shiftsX', input.shiftsX);
   checkFinite('shiftsY', input.shiftsY);
   checkFinite('logWeights', input.logWeights);
+  checkFinite('scales', input.scales);
   for (let m = 0; m < input.scales.length; m++) {
-    if (!(input.scales[m] > 0) || !Number.isFinite(input.scales[m])) {
-      throw new RangeError(`batch input: scales is ${input.scales[m]} at index ${m}; scales must be finite and > 0`);
+    if (!(input.scales[m] >= SCALE_RANGE[0] && input.scales[m] <= SCALE_RANGE[1])) {
+      throw new RangeError(
+        `batch input: scales is ${input.scales[m]} at index ${m}; scales must lie in [${SCALE_RANGE[0]}, ${SCALE_RANGE[1]}]`,
+      );
     }
   }
   const sigma = input.sigma;
-  if (!(sigma > 0) || !(1 / (2 * sigma * sigma) < FLOAT32_MAX)) {
+  if (typeof sigma !== 'number' || !(sigma > 0) || !(1 / (sigma * sigma) < FLOAT32_MAX) || !Number.isFinite(sigma)) {
     throw new RangeError(
-      `batch input: sigma is ${sigma}; it must be > 0 with 1/(2σ²) finite in float32 (σ ≥ 4e-20)`,
+      `batch input: sigma is ${JSON.stringify(sigma) ?? sigma}; it must be a finite number with 1/σ² finite in float32 (σ ≥ 6e-20)`,
     );
   }
   return count;

@@ -17,7 +17,7 @@ import { bindKernel, compileKernel, dispatchSize, makeParamsView, type CompiledK
 import { energyKernel } from './energy.js';
 import { logsumexpKernel } from './logsumexp.js';
 import { GRADIENT_TARGET_INVOCATIONS, GRADIENT_WORKGROUP, gradientPartialKernel, gradientReduceKernel, REDUCE_WORKGROUP } from './gradient.js';
-import { posesOf, validateBatch, validateShape, type BatchOutput, type EngineInput, type EngineShape, type EvaluateOptions } from './batch.js';
+import { posesOf, validateBatch, validateShape, validateTemplates, type BatchOutput, type EngineInput, type EngineShape, type EvaluateOptions } from './batch.js';
 import type { ParamsValues } from './params.js';
 
 export interface EngineOptions {
@@ -67,6 +67,7 @@ export class PoseEngine {
   private readonly buffers: GPUBuffer[] = [];
   private readonly maxBindingBytes: number;
   private destroyed = false;
+  private templatesSet = false;
 
   /**
    * Builds an engine and waits for its pipelines, so that a shader or buffer the device
@@ -95,11 +96,13 @@ export class PoseEngine {
     validateShape(shape);
     this.device = device;
     this.shape = { ...shape };
-    this.maxBindingBytes = options.maxBindingBytes ?? device.limits.maxStorageBufferBindingSize;
-    if (!(this.maxBindingBytes >= 256) || this.maxBindingBytes > device.limits.maxStorageBufferBindingSize) {
+    // A binding can be no larger than its buffer, so maxBufferSize caps it too.
+    const deviceLimit = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+    this.maxBindingBytes = options.maxBindingBytes ?? deviceLimit;
+    if (!(this.maxBindingBytes >= 256) || this.maxBindingBytes > deviceLimit) {
       throw new RangeError(
-        `engine options: maxBindingBytes is ${options.maxBindingBytes}; it must lie in ` +
-          `[256, ${device.limits.maxStorageBufferBindingSize}] (the device's maxStorageBufferBindingSize)`,
+        `engine options: maxBindingBytes is ${options.maxBindingBytes}; it must lie in [256, ${deviceLimit}] ` +
+          '(the smaller of the device\'s maxStorageBufferBindingSize and maxBufferSize)',
       );
     }
     this.plan = this.makePlan();
@@ -207,15 +210,16 @@ export class PoseEngine {
 
   /** Uploads templates θ [K, N, N]; later evaluations that omit `templates` use them. */
   setTemplates(templates: ArrayLike<number>): void {
-    const expected = this.shape.classes * this.shape.size * this.shape.size;
-    if (templates.length !== expected) {
-      throw new RangeError(`setTemplates: ${templates.length} values, expected ${expected} ([K, N, N])`);
-    }
+    this.checkAlive('setTemplates');
+    const pixels = this.shape.size * this.shape.size;
+    validateTemplates(templates, this.shape.classes * pixels, pixels);
     this.device.queue.writeBuffer(this.shared.templates, 0, toFloat32(templates));
+    this.templatesSet = true;
   }
 
   /** Reads the templates θ [K, N, N] now on the GPU. */
   async readTemplates(): Promise<Float32Array> {
+    this.checkAlive('readTemplates');
     const count = this.shape.classes * this.shape.size * this.shape.size;
     const staging = this.readBuffer(count, 'templates');
     const encoder = this.device.createCommandEncoder({ label: 'templates readback' });
@@ -229,6 +233,7 @@ export class PoseEngine {
    * before an evaluation to show that the kernels overwrite every element.
    */
   fillOutputs(value: number): void {
+    this.checkAlive('fillOutputs');
     const names = ['energy', 'gamma', 'logIntegral', 'weightedEnergy'] as const;
     const fill = (buffer: GPUBuffer) =>
       this.device.queue.writeBuffer(buffer, 0, new Float32Array(buffer.size / BYTES).fill(value));
@@ -241,87 +246,129 @@ export class PoseEngine {
 
   /** Evaluates the batch on the GPU; see `BatchOutput` for what each field holds. */
   async evaluate(input: EngineInput, options: EvaluateOptions = {}): Promise<BatchOutput> {
-    if (this.destroyed) {
-      throw new Error('PoseEngine.evaluate: the engine was destroyed; create a new one');
-    }
+    this.checkAlive('evaluate');
     const count = validateBatch(this.shape, input);
+    if (!input.templates && !this.templatesSet) {
+      throw new Error('PoseEngine.evaluate: no templates given and none uploaded; pass templates or call setTemplates first');
+    }
     const device = this.device;
-    const { size, classes, rotations } = this.shape;
+    const { size, classes } = this.shape;
     const pixels = size * size;
-    const poses = posesOf(this.shape);
-    const terms = classes * poses;
+    const terms = classes * posesOf(this.shape);
+    const images = toFloat32(input.images);
     const queue = device.queue;
-    if (input.templates) queue.writeBuffer(this.shared.templates, 0, toFloat32(input.templates));
+    if (input.templates) this.setTemplates(input.templates);
     queue.writeBuffer(this.shared.shiftX, 0, toFloat32(input.shiftsX));
     queue.writeBuffer(this.shared.shiftY, 0, toFloat32(input.shiftsY));
     queue.writeBuffer(this.shared.scales, 0, toFloat32(input.scales));
     queue.writeBuffer(this.shared.logWeight, 0, toFloat32(input.logWeights));
     queue.writeBuffer(this.shared.logClass, 0, toFloat32(input.logClassWeights));
 
+    const active = this.subBatches.filter((sub) => sub.first < count);
+    // Readbacks are per sub-batch, so none exceeds the sizes the storage bindings obey.
+    const readbacks: { sub: SubBatch; images: number; scalars: GPUBuffer; gamma?: GPUBuffer; energy?: GPUBuffer }[] = [];
+    let gradient: GPUBuffer | undefined;
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
-    const encoder = device.createCommandEncoder({ label: 'pose integral batch' });
-    const scalars = this.readBuffer(2 * count, 'log integrals and weighted squared residuals');
-    const gradient = options.gradient === false ? undefined : this.readBuffer(classes * pixels, 'template gradient');
-    const gamma = options.responsibilities ? this.readBuffer(count * terms, 'responsibilities') : undefined;
-    const energy = options.energy ? this.readBuffer(count * terms, 'squared residuals') : undefined;
-    const active = this.subBatches.filter((sub) => sub.first < count);
-    active.forEach((sub, index) => {
-      const images = Math.min(sub.capacity, count - sub.first);
-      this.writeSubBatch(sub, input, images, index > 0, options.flatLikelihood === true);
-      const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
-      const units = images * poses;
-      const chunkUnits = Math.ceil(units / this.plan.chunks);
-      const chunks = Math.ceil(units / chunkUnits);
-      const pass = encoder.beginComputePass({ label: `sub-batch ${index} pass` });
-      pass.setPipeline(this.kernels.energy.pipeline);
-      pass.setBindGroup(0, sub.groups.energy);
-      pass.dispatchWorkgroups(...dispatchSize(images * terms, maxGroups));
-      pass.setPipeline(this.kernels.logsumexp.pipeline);
-      pass.setBindGroup(0, sub.groups.logsumexp);
-      pass.dispatchWorkgroups(...dispatchSize(images, maxGroups));
-      pass.setPipeline(this.kernels.partial.pipeline);
-      pass.setBindGroup(0, sub.groups.partial);
-      const tiles = Math.ceil(pixels / GRADIENT_WORKGROUP);
-      pass.dispatchWorkgroups(...dispatchSize(chunks * classes * tiles, maxGroups));
-      pass.setPipeline(this.kernels.reduce.pipeline);
-      pass.setBindGroup(0, sub.groups.reduce);
-      pass.dispatchWorkgroups(...dispatchSize(Math.ceil((classes * pixels) / REDUCE_WORKGROUP), maxGroups));
-      pass.end();
-      encoder.copyBufferToBuffer(sub.logIntegral, 0, scalars, sub.first * BYTES, images * BYTES);
-      encoder.copyBufferToBuffer(sub.weightedEnergy, 0, scalars, (count + sub.first) * BYTES, images * BYTES);
-      if (gamma) encoder.copyBufferToBuffer(sub.gamma, 0, gamma, sub.first * terms * BYTES, images * terms * BYTES);
-      if (energy) encoder.copyBufferToBuffer(sub.energy, 0, energy, sub.first * terms * BYTES, images * terms * BYTES);
-    });
-    if (gradient) encoder.copyBufferToBuffer(this.shared.gradient, 0, gradient, 0, classes * pixels * BYTES);
-    queue.submit([encoder.finish()]);
-    const validation = await device.popErrorScope();
-    const memory = await device.popErrorScope();
-    const failure = validation ?? memory;
-    const staging = [scalars, gradient, gamma, energy].filter((b): b is GPUBuffer => b !== undefined);
-    if (failure) {
-      staging.forEach((buffer) => buffer.destroy());
-      throw new GpuError(`pose integral batch failed on the device: ${failure.message}`);
+    try {
+      const encoder = device.createCommandEncoder({ label: 'pose integral batch' });
+      active.forEach((sub, index) => {
+        const subImages = Math.min(sub.capacity, count - sub.first);
+        this.writeSubBatch(sub, images, input, subImages, index > 0, options.flatLikelihood === true);
+        this.encodeSubBatch(encoder, sub, subImages, index);
+        const readback = {
+          sub,
+          images: subImages,
+          scalars: this.readBuffer(2 * subImages, `sub-batch ${index} log integrals`),
+          gamma: options.responsibilities ? this.readBuffer(subImages * terms, `sub-batch ${index} responsibilities`) : undefined,
+          energy: options.energy ? this.readBuffer(subImages * terms, `sub-batch ${index} squared residuals`) : undefined,
+        };
+        readbacks.push(readback);
+        encoder.copyBufferToBuffer(sub.logIntegral, 0, readback.scalars, 0, subImages * BYTES);
+        encoder.copyBufferToBuffer(sub.weightedEnergy, 0, readback.scalars, subImages * BYTES, subImages * BYTES);
+        if (readback.gamma) encoder.copyBufferToBuffer(sub.gamma, 0, readback.gamma, 0, subImages * terms * BYTES);
+        if (readback.energy) encoder.copyBufferToBuffer(sub.energy, 0, readback.energy, 0, subImages * terms * BYTES);
+      });
+      if (options.gradient !== false) {
+        gradient = this.readBuffer(classes * pixels, 'template gradient');
+        encoder.copyBufferToBuffer(this.shared.gradient, 0, gradient, 0, classes * pixels * BYTES);
+      }
+      queue.submit([encoder.finish()]);
+    } finally {
+      const validation = await device.popErrorScope();
+      const memory = await device.popErrorScope();
+      const failure = validation ?? memory;
+      if (failure) {
+        for (const readback of readbacks) [readback.scalars, readback.gamma, readback.energy].forEach((b) => b?.destroy());
+        gradient?.destroy();
+        throw new GpuError(`pose integral batch failed on the device: ${failure.message}`);
+      }
     }
-    const [scalarValues, gradientValues, gammaValues, energyValues] = await Promise.all(
-      [scalars, gradient, gamma, energy].map((buffer) => (buffer ? readFloat32(buffer) : undefined)),
-    );
+
     const output: BatchOutput = {
-      logIntegral: Float64Array.from(scalarValues!.subarray(0, count)),
-      weightedEnergy: Float64Array.from(scalarValues!.subarray(count, 2 * count)),
-      gradient: gradientValues ? Float64Array.from(gradientValues) : new Float64Array(0),
+      logIntegral: new Float64Array(count),
+      weightedEnergy: new Float64Array(count),
+      gradient: new Float64Array(0),
     };
-    if (gammaValues) output.responsibilities = gammaValues;
-    if (energyValues) output.energy = energyValues;
+    if (options.responsibilities) output.responsibilities = new Float32Array(count * terms);
+    if (options.energy) output.energy = new Float32Array(count * terms);
+    try {
+      await Promise.all([
+        ...readbacks.map(async (readback) => {
+          const { sub } = readback;
+          const scalars = await readFloat32(readback.scalars);
+          output.logIntegral.set(scalars.subarray(0, readback.images), sub.first);
+          output.weightedEnergy.set(scalars.subarray(readback.images), sub.first);
+          if (readback.gamma) (output.responsibilities as Float32Array).set(await readFloat32(readback.gamma), sub.first * terms);
+          if (readback.energy) (output.energy as Float32Array).set(await readFloat32(readback.energy), sub.first * terms);
+        }),
+        gradient ? readFloat32(gradient).then((values) => (output.gradient = Float64Array.from(values))) : undefined,
+      ]);
+    } catch (error) {
+      const detail = error instanceof Error ? `${error.name}: ${error.message || 'no message'}` : String(error);
+      throw new GpuError(`reading the pose integral batch back failed (the device may be lost or destroyed): ${detail}`);
+    }
+    checkRange(output);
     return output;
   }
 
-  private writeSubBatch(sub: SubBatch, input: EngineInput, images: number, accumulate: boolean, flat: boolean): void {
+  private encodeSubBatch(encoder: GPUCommandEncoder, sub: SubBatch, images: number, index: number): void {
+    const { size, classes } = this.shape;
+    const pixels = size * size;
+    const poses = posesOf(this.shape);
+    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    const units = images * poses;
+    const chunks = Math.ceil(units / Math.ceil(units / this.plan.chunks));
+    const pass = encoder.beginComputePass({ label: `sub-batch ${index} pass` });
+    pass.setPipeline(this.kernels.energy.pipeline);
+    pass.setBindGroup(0, sub.groups.energy);
+    pass.dispatchWorkgroups(...dispatchSize(images * classes * poses, maxGroups));
+    pass.setPipeline(this.kernels.logsumexp.pipeline);
+    pass.setBindGroup(0, sub.groups.logsumexp);
+    pass.dispatchWorkgroups(...dispatchSize(images, maxGroups));
+    pass.setPipeline(this.kernels.partial.pipeline);
+    pass.setBindGroup(0, sub.groups.partial);
+    const tiles = Math.ceil(pixels / GRADIENT_WORKGROUP);
+    pass.dispatchWorkgroups(...dispatchSize(chunks * classes * tiles, maxGroups));
+    pass.setPipeline(this.kernels.reduce.pipeline);
+    pass.setBindGroup(0, sub.groups.reduce);
+    pass.dispatchWorkgroups(...dispatchSize(Math.ceil((classes * pixels) / REDUCE_WORKGROUP), maxGroups));
+    pass.end();
+  }
+
+  private writeSubBatch(
+    sub: SubBatch,
+    allImages: Float32Array<ArrayBuffer>,
+    input: EngineInput,
+    images: number,
+    accumulate: boolean,
+    flat: boolean,
+  ): void {
     const { size, classes, rotations, shiftsX, shiftsY, scales } = this.shape;
     const pixels = size * size;
     const poses = posesOf(this.shape);
     const queue = this.device.queue;
-    queue.writeBuffer(sub.images, 0, toFloat32(input.images.subarray(sub.first * pixels, (sub.first + images) * pixels)));
+    queue.writeBuffer(sub.images, 0, allImages.subarray(sub.first * pixels, (sub.first + images) * pixels));
     const cosSin = new Float32Array(images * rotations * 2);
     for (let i = 0; i < images * rotations; i++) {
       // cos and sin in float64 here: WGSL guarantees them only to 2^-11 absolute.
@@ -362,11 +409,33 @@ export class PoseEngine {
     });
   }
 
+  private checkAlive(method: string): void {
+    if (this.destroyed) {
+      throw new Error(`PoseEngine.${method}: the engine was destroyed; create a new one`);
+    }
+  }
+
   /** Releases every buffer the engine created; the engine is unusable afterwards. */
   destroy(): void {
     for (const buffer of this.buffers) buffer.destroy();
     this.buffers.length = 0;
     this.destroyed = true;
+  }
+}
+
+/**
+ * Rejects outputs that float32 could not represent: a term E/2σ² beyond float32's range
+ * makes log Ĩ the lowest float32 or NaN, and γ NaN.
+ */
+function checkRange(output: BatchOutput): void {
+  for (let b = 0; b < output.logIntegral.length; b++) {
+    const logIntegral = output.logIntegral[b];
+    if (!Number.isFinite(logIntegral) || logIntegral <= -3.4e38 || !Number.isFinite(output.weightedEnergy[b])) {
+      throw new RangeError(
+        `image ${b}: log Ĩ is ${logIntegral} and Σ γ E is ${output.weightedEnergy[b]}, beyond float32; ` +
+          'E/2σ² overflowed, so raise σ or scale the images and templates down',
+      );
+    }
   }
 }
 

@@ -225,14 +225,17 @@ function bindNumerics(raw: ArrayBufferBacked<NumericsRawExports>): Numerics {
   ): Float64Array<ArrayBuffer> => {
     validateAxis(spec, name);
     validateScaleHalfRange(scaleHalfRange);
-    const priorLo = 1 - scaleHalfRange;
-    const priorHi = 1 + scaleHalfRange;
+    // Nodes within a few ulps outside the support count as inside, because 1 − 0.18 and
+    // 0.82 differ in float64; the support then widens to them, changing the density by ~1e-16.
+    const slack = 4 * Number.EPSILON;
+    const priorLo = Math.min(1 - scaleHalfRange, Math.max(spec.min, 1 - scaleHalfRange - slack));
+    const priorHi = Math.max(1 + scaleHalfRange, Math.min(spec.max, 1 + scaleHalfRange + slack));
     const nodes = raw.intervalNodes(spec.count, spec.min, spec.max);
     for (const node of nodes) {
       if (!(node >= priorLo && node <= priorHi)) {
         throw new RangeError(
           `${name} node ${node} (${name}.min = ${spec.min}, ${name}.max = ${spec.max}, ` +
-            `${name}.count = ${spec.count}) is outside the support [${priorLo}, ${priorHi}] ` +
+            `${name}.count = ${spec.count}) is outside the support [${1 - scaleHalfRange}, ${1 + scaleHalfRange}] ` +
             `of the scale prior, set by scaleHalfRange = ${scaleHalfRange}. ` +
             `Narrow ${name}.min and ${name}.max or widen scaleHalfRange.`,
         );
@@ -251,7 +254,7 @@ function bindNumerics(raw: ArrayBufferBacked<NumericsRawExports>): Numerics {
       shiftX: raw.intervalNodes(spec.shiftX.count, spec.shiftX.min, spec.shiftX.max),
       shiftY: raw.intervalNodes(spec.shiftY.count, spec.shiftY.min, spec.shiftY.max),
       scale: raw.intervalNodes(spec.scale.count, spec.scale.min, spec.scale.max),
-      logWeights: raw.outerSumLogWeights(logRotation, logShiftX, logShiftY, logScale),
+      logWeights: finiteLogWeights(raw.outerSumLogWeights(logRotation, logShiftX, logShiftY, logScale), spec),
     };
   };
 
@@ -341,6 +344,19 @@ function bindNumerics(raw: ArrayBufferBacked<NumericsRawExports>): Numerics {
       return raw.hasConverged(beforePrevious, previous, current, tolerance);
     },
   };
+}
+
+/** Returns the grid's log(w P), or throws when a node's weight under- or overflows float64. */
+function finiteLogWeights(logWeights: Float64Array<ArrayBuffer>, spec: PoseGridSpec): Float64Array<ArrayBuffer> {
+  const bad = logWeights.findIndex((value) => !Number.isFinite(value));
+  if (bad >= 0) {
+    throw new RangeError(
+      `log(w P) of pose node ${bad} is ${logWeights[bad]}: a shift node lies too far out for shiftSd = ` +
+        `${spec.shiftSd} (shiftX ${spec.shiftX.min} … ${spec.shiftX.max}, shiftY ${spec.shiftY.min} … ` +
+        `${spec.shiftY.max}); narrow the shift range or widen shiftSd`,
+    );
+  }
+  return logWeights;
 }
 
 // halfWidth ≥ π (or absent) selects the full circle inside the wasm functions.

@@ -35,6 +35,18 @@ export interface ObjectiveValue {
 
 export function composeObjective(numerics: Numerics, batch: BatchOutput, context: ObjectiveContext): ObjectiveValue {
   const { templates, sigma, lambda, datasetSize, batchSize, pixels } = context;
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batch.logIntegral.length !== batchSize) {
+    throw new RangeError(`composeObjective: batchSize is ${batchSize}, but the batch has ${batch.logIntegral.length} images`);
+  }
+  if (batch.gradient.length !== templates.length) {
+    throw new RangeError(
+      `composeObjective: the batch gradient has ${batch.gradient.length} values and the templates ${templates.length}; ` +
+        'evaluate with the gradient read back (EvaluateOptions.gradient not false)',
+    );
+  }
+  if (!(sigma > 0) || !Number.isFinite(sigma)) {
+    throw new RangeError(`composeObjective: sigma is ${sigma}; it must be finite and > 0`);
+  }
   const scale = datasetSize / batchSize;
   let logIntegral = 0;
   let weightedEnergy = 0;

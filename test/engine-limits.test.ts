@@ -156,6 +156,11 @@ describe('PoseEngine input validation', () => {
     ['a zero scale', (p) => (p.input.scales = [0]), /scales is 0 at index 0/],
     ['rotations of the wrong length', (p) => (p.input.rotations = [0]), /rotations has 1 values, expected 8/],
     ['too many images', (p) => (p.input.images = new Float32Array(64 * 3)), /3 images exceed the engine's batch of 2/],
+    ['σ whose 1/σ² overflows float32', (p) => (p.input.sigma = 5e-20), /sigma is 5e-20/],
+    ['a pixel beyond float32 range', (p) => (p.input.images = Float64Array.from(p.input.images, (v, i) => (i === 3 ? 1e20 : v))), /images is 100000000000000000000 at image 0, element 3/],
+    ['a scale of 1e-6', (p) => (p.input.scales = [1e-6]), /scales is 0.000001 at index 0; scales must lie in \[0.001, 1000\]/],
+    ['a string weight', (p) => (p.input.logClassWeights = ['0'] as unknown as number[]), /logClassWeights is "0" at index 0/],
+    ['a missing field', (p) => delete (p.input as Partial<typeof p.input>).shiftsX, /shiftsX is missing/],
   ];
   for (const [name, corrupt, message] of cases) {
     it(`rejects ${name}`, async () => {
@@ -166,6 +171,38 @@ describe('PoseEngine input validation', () => {
       engine.destroy();
     });
   }
+
+  it('rejects overflow of E/2σ² with a clear error', async () => {
+    const problem = makeProblem(numerics, seed, { size: 8, batch: 2, rotations: 4, shifts: 1, scales: 1 });
+    const engine = await PoseEngine.create(device, problem.shape);
+    const images = problem.input.images.map((v) => v * 1e12);
+    await expect(engine.evaluate({ ...problem.input, images, sigma: 1e-12 })).rejects.toThrow(/E\/2σ² overflowed/);
+    engine.destroy();
+  });
+
+  it('accepts plain arrays', async () => {
+    const problem = makeProblem(numerics, seed, { size: 8, batch: 2, rotations: 4, shifts: 3, scales: 1 });
+    const engine = await PoseEngine.create(device, problem.shape);
+    const typed = await engine.evaluate(problem.input);
+    const plain = await engine.evaluate({ ...problem.input, images: Array.from(problem.input.images) as unknown as Float32Array });
+    engine.destroy();
+    expect(Array.from(plain.logIntegral)).toEqual(Array.from(typed.logIntegral));
+  });
+
+  it('requires templates before the first evaluation', async () => {
+    const problem = makeProblem(numerics, seed, { size: 8, batch: 2, rotations: 4, shifts: 1, scales: 1 });
+    const engine = await PoseEngine.create(device, problem.shape);
+    const { templates, ...rest } = problem.input;
+    await expect(engine.evaluate(rest)).rejects.toThrow(/no templates given and none uploaded/);
+    expect(() => engine.setTemplates(templates.map((v, i) => (i === 2 ? Number.NaN : v)))).toThrow(/templates is NaN at class 0, element 2/);
+    engine.setTemplates(templates);
+    const resident = await engine.evaluate(rest);
+    const passed = await engine.evaluate(problem.input);
+    expect(Array.from(resident.logIntegral)).toEqual(Array.from(passed.logIntegral));
+    engine.destroy();
+    await expect(engine.readTemplates()).rejects.toThrow(/readTemplates: the engine was destroyed/);
+    expect(() => engine.setTemplates(templates)).toThrow(/setTemplates: the engine was destroyed/);
+  });
 
   it('rejects a shape with no pixels', async () => {
     await expect(
