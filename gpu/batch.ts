@@ -63,6 +63,11 @@ export interface EvaluateOptions {
   /** Read back the gradient [K, N, N] (default true); it stays on the GPU either way. */
   gradient?: boolean;
   /**
+   * Compute the gradient at all (default true). Without it the evaluation skips the two
+   * gradient kernels, leaves the GPU gradient as it was, and returns an empty gradient.
+   */
+  computeGradient?: boolean;
+  /**
    * Drop the likelihood from the responsibilities: γ ∝ π_k (w P)_φ, as σ → ∞. The gradient
    * keeps its 1/σ² factor, so with σ = 1 it is Σ_b Σ_φ γ R_φᵀ (X_b − R_φ θ_k), the
    * gradient of the Jensen lower bound up to the factor Σ_φ (w P)_φ.

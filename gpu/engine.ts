@@ -275,7 +275,7 @@ export class PoseEngine {
       active.forEach((sub, index) => {
         const subImages = Math.min(sub.capacity, count - sub.first);
         this.writeSubBatch(sub, images, input, subImages, index > 0, options.flatLikelihood === true);
-        this.encodeSubBatch(encoder, sub, subImages, index);
+        this.encodeSubBatch(encoder, sub, subImages, index, options.computeGradient !== false);
         const readback = {
           sub,
           images: subImages,
@@ -289,7 +289,7 @@ export class PoseEngine {
         if (readback.gamma) encoder.copyBufferToBuffer(sub.gamma, 0, readback.gamma, 0, subImages * terms * BYTES);
         if (readback.energy) encoder.copyBufferToBuffer(sub.energy, 0, readback.energy, 0, subImages * terms * BYTES);
       });
-      if (options.gradient !== false) {
+      if (options.gradient !== false && options.computeGradient !== false) {
         gradient = this.readBuffer(classes * pixels, 'template gradient');
         encoder.copyBufferToBuffer(this.shared.gradient, 0, gradient, 0, classes * pixels * BYTES);
       }
@@ -332,7 +332,7 @@ export class PoseEngine {
     return output;
   }
 
-  private encodeSubBatch(encoder: GPUCommandEncoder, sub: SubBatch, images: number, index: number): void {
+  private encodeSubBatch(encoder: GPUCommandEncoder, sub: SubBatch, images: number, index: number, withGradient: boolean): void {
     const { size, classes } = this.shape;
     const pixels = size * size;
     const poses = posesOf(this.shape);
@@ -346,6 +346,10 @@ export class PoseEngine {
     pass.setPipeline(this.kernels.logsumexp.pipeline);
     pass.setBindGroup(0, sub.groups.logsumexp);
     pass.dispatchWorkgroups(...dispatchSize(images, maxGroups));
+    if (!withGradient) {
+      pass.end();
+      return;
+    }
     pass.setPipeline(this.kernels.partial.pipeline);
     pass.setBindGroup(0, sub.groups.partial);
     const tiles = Math.ceil(pixels / GRADIENT_WORKGROUP);

@@ -1,7 +1,8 @@
 /** The public API of classify2d; runs in browsers, workers and Node alike. */
 export { PoseEngine, GpuError, type EngineOptions, type EnginePlan } from '../gpu/engine.js';
-export type { BatchInput, BatchOutput, EngineShape, EvaluateOptions } from '../gpu/batch.js';
+export type { BatchInput, BatchOutput, EngineInput, EngineShape, EvaluateOptions } from '../gpu/batch.js';
 export { evaluateHost, hostGradientMagnitude, hostLogIntegralSum, resample, type HostPose } from '../gpu/host.js';
+export { GpuOptimiser } from '../gpu/update.js';
 export {
   defaultShiftSd,
   loadNumerics,
@@ -13,4 +14,41 @@ export {
 } from './numerics.js';
 export { gridFields, type GridFields } from './pose-grid.js';
 export { composeObjective, type ObjectiveContext, type ObjectiveValue } from './objective.js';
-export { blobTemplate, normalDeviates, seededRandom } from './synthetic.js';
+export {
+  reconstruct,
+  stackDeviation,
+  type ImagePose,
+  type Progress,
+  type ReconstructionResult,
+  type RunControl,
+  type Stack,
+} from './reconstruct.js';
+export { resolveOptions, type Initialisation, type ReconstructionOptions } from './options.js';
+export { createBrowserReconstructor, wrapWorker, type Reconstructor, type RunOptions, type WorkerHandle } from './client.js';
+export { WorkerTerminatedError, type WorkerApi } from './protocol.js';
+export {
+  blobTemplate,
+  figureTemplate,
+  normalDeviates,
+  seededRandom,
+  simulateStack,
+  type SimulatedStack,
+  type SimulationOptions,
+  type TruePose,
+} from './synthetic.js';
+export { optimisers, resolveHyperParameters, type HyperParameters, type OptimiserPlugin } from '../plugins/optimisers.js';
+export { reparameterisations, SIGMA_FLOOR, type ReparameterisationPlugin } from '../plugins/reparameterisations.js';
+export { Registry, type NamedPlugin } from '../plugins/registry.js';
+export {
+  alignTemplates,
+  fourierRingCorrelation,
+  frcCrossing,
+  pearson,
+  resolutionAngstrom,
+  scoreTemplate,
+  type Alignment,
+  type AlignmentOptions,
+  type AlignmentPose,
+  type FourierRingCorrelation,
+  type TemplateScore,
+} from './metrics.js';

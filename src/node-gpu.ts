@@ -3,6 +3,7 @@
  * fallback adapter on machines without a Vulkan-capable GPU.
  */
 import { existsSync } from 'node:fs';
+import { isMainThread } from 'node:worker_threads';
 import { create, globals } from 'webgpu';
 
 /** Vulkan ICD manifest of the SwiftShader CPU driver that Debian's `chromium` package ships. */
@@ -47,6 +48,22 @@ async function requestAdapter(): Promise<GPUAdapter | null> {
 }
 
 /**
+ * Points the Vulkan loader at SwiftShader when Dawn finds no adapter and
+ * `VK_ICD_FILENAMES` is unset; returns whether it did. Call it on the main thread before
+ * starting a worker that opens a device: a worker's process.env is its own copy, which
+ * the Vulkan loader never reads, so a worker cannot make this choice itself.
+ */
+export async function selectVulkanDriver(): Promise<boolean> {
+  Object.assign(globalThis, globals);
+  if (process.env.VK_ICD_FILENAMES || !existsSync(SWIFTSHADER_ICD)) return false;
+  // The probe opens no device, so the instance may be collected afterwards.
+  const adapter = await create([]).requestAdapter();
+  if (adapter) return false;
+  process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  return true;
+}
+
+/**
  * Opens a WebGPU device in Node. Takes the first adapter Dawn offers; where there is
  * none and `VK_ICD_FILENAMES` is unset, points the Vulkan loader at SwiftShader and
  * tries once more. Throws when no adapter can be had, so GPU tests fail rather than skip.
@@ -59,9 +76,10 @@ export async function requestNodeGpu(limits: Record<string, number> = {}): Promi
     adapter = await requestAdapter();
   }
   if (!adapter) {
+    const hint = isMainThread ? '' : ' In a worker thread, call selectVulkanDriver() on the main thread first.';
     throw new Error(
       `no WebGPU adapter found (VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? 'unset'}); ` +
-        `install a Vulkan driver, or Debian's chromium and libvulkan1 for SwiftShader at ${SWIFTSHADER_ICD}`,
+        `install a Vulkan driver, or Debian's chromium and libvulkan1 for SwiftShader at ${SWIFTSHADER_ICD}.${hint}`,
     );
   }
   const requiredLimits: Record<string, number> = {};

@@ -1,0 +1,168 @@
+/**
+ * Options of a reconstruction, their defaults and their validation. Every option is
+ * checked before any work starts, and an error names the option and the value.
+ */
+import { optimisers, resolveHyperParameters, type HyperParameters, type OptimiserPlugin } from '../plugins/optimisers.js';
+import { reparameterisations, type ReparameterisationPlugin } from '../plugins/reparameterisations.js';
+
+export type Initialisation = 'random' | 'zeros' | 'jensen';
+
+export interface ReconstructionOptions {
+  /** Rotation nodes on the full circle, and in each refined window. Default 36. */
+  rotations?: number;
+  /** Shift nodes run from −shiftRange to +shiftRange pixels on each axis. Default ⌊2 shiftSd⌋. */
+  shiftRange?: number;
+  /** Spacing of the shift nodes, pixels. Default 1. */
+  shiftStep?: number;
+  /** Standard deviation of the shift prior N(0, s²), pixels. Default 5 % of the box. */
+  shiftSd?: number;
+  /** Scale nodes, spread evenly over the scale prior's support. Default 3. */
+  scales?: number;
+  /** Half-range ε_c of the scale prior U[1 − ε_c, 1 + ε_c]. Default 0.05. */
+  scaleHalfRange?: number;
+  /** λ of the Laplace prior −λ‖θ‖₁, per unit intensity. Default 1. */
+  lambda?: number;
+  /** Images per minibatch. Default 5. */
+  batchSize?: number;
+  /** Largest number of epochs. Default 12. */
+  maxEpochs?: number;
+  /** Convergence tolerance on the relative change of the epoch objective. Default 1e-4. */
+  tolerance?: number;
+  /** Optimiser plugin name (see `optimisers`). Default 'nesterov'. */
+  optimiser?: string;
+  /** Hyper-parameters overriding the optimiser's defaults, e.g. { momentum: 0.5 }. */
+  optimiserOptions?: Record<string, number>;
+  /** Learning rate of θ on the preconditioned gradient (σ²/n) ∂ℓ/∂θ. Default 0.2. */
+  learningRateTheta?: number;
+  /** Learning rate of σ's parameter u on the gradient (∂ℓ/∂u) / nJ. Default 0.05. */
+  learningRateSigma?: number;
+  /** Epochs between learning-rate drops. Default 4. */
+  scheduleEvery?: number;
+  /** Factor applied to both learning rates at each drop. Default 0.1. */
+  scheduleFactor?: number;
+  /** σ reparameterisation plugin name (see `reparameterisations`). Default 'softplus'. */
+  reparameterisation?: string;
+  /** Initial template. Default 'jensen'. */
+  init?: Initialisation;
+  /**
+   * Gradient iterations of the Jensen-bound initialisation, each one pass over the stack.
+   * Default 1, which from θ = 0 gives the prior-weighted mean of the back-transformed images.
+   */
+  jensenIterations?: number;
+  /** Initial σ; default: half the stack's pixel standard deviation. */
+  initialSigma?: number;
+  /** Narrow each image's rotation nodes to a window around its most probable rotation after each epoch. Default true. */
+  refineRotations?: boolean;
+  /** Seed of the shuffling and of the random initialisation. Default 1. */
+  seed?: number;
+  /** Steps between θ snapshots in progress events; 0 for none. Default 0. */
+  snapshotEvery?: number;
+  /**
+   * Also reconstruct two random halves of the stack independently and report their
+   * agreement (FRC and its 0.5 and 0.143 crossings), which needs no ground truth. Triples
+   * the work. Default false.
+   */
+  splitHalf?: boolean;
+}
+
+export interface ResolvedOptions extends Required<Omit<ReconstructionOptions, 'initialSigma' | 'optimiserOptions' | 'shiftRange' | 'shiftSd'>> {
+  shiftRange: number;
+  shiftSd: number;
+  initialSigma?: number;
+  optimiserPlugin: OptimiserPlugin;
+  hyperParameters: HyperParameters;
+  reparameterisationPlugin: ReparameterisationPlugin;
+}
+
+const DEFAULTS = {
+  rotations: 36,
+  shiftStep: 1,
+  scales: 3,
+  scaleHalfRange: 0.05,
+  lambda: 1,
+  batchSize: 5,
+  maxEpochs: 12,
+  tolerance: 1e-4,
+  optimiser: 'nesterov',
+  learningRateTheta: 0.2,
+  learningRateSigma: 0.05,
+  scheduleEvery: 4,
+  scheduleFactor: 0.1,
+  reparameterisation: 'softplus',
+  init: 'jensen' as Initialisation,
+  jensenIterations: 1,
+  refineRotations: true,
+  seed: 1,
+  snapshotEvery: 0,
+  splitHalf: false,
+};
+
+const KNOWN = new Set<string>([...Object.keys(DEFAULTS), 'shiftRange', 'shiftSd', 'initialSigma', 'optimiserOptions']);
+
+function fail(option: string, value: unknown, rule: string): never {
+  throw new RangeError(`option ${option} is ${JSON.stringify(value) ?? String(value)}; it must be ${rule}`);
+}
+
+function integer(option: string, value: number, min: number): void {
+  if (!Number.isSafeInteger(value) || value < min) fail(option, value, `an integer ≥ ${min}`);
+}
+
+function positive(option: string, value: number): void {
+  if (!(value > 0) || !Number.isFinite(value)) fail(option, value, 'a finite number > 0');
+}
+
+function nonNegative(option: string, value: number): void {
+  if (!(value >= 0) || !Number.isFinite(value)) fail(option, value, 'a finite number ≥ 0');
+}
+
+/**
+ * Fills in the defaults and checks every option.
+ * @param size box side N in pixels, for the size-dependent defaults
+ * @param images images in the stack, which the batch size may not exceed
+ */
+export function resolveOptions(options: ReconstructionOptions, size: number, images: number): ResolvedOptions {
+  for (const name of Object.keys(options)) {
+    if (!KNOWN.has(name)) {
+      throw new RangeError(`unknown option '${name}'; the options are: ${[...KNOWN].sort().join(', ')}`);
+    }
+  }
+  const merged = { ...DEFAULTS, ...options };
+  const shiftSd = options.shiftSd ?? 0.05 * size;
+  positive('shiftSd', shiftSd);
+  const shiftRange = options.shiftRange ?? Math.floor(2 * shiftSd);
+  nonNegative('shiftRange', shiftRange);
+  integer('rotations', merged.rotations, 1);
+  positive('shiftStep', merged.shiftStep);
+  integer('scales', merged.scales, 1);
+  if (!(merged.scaleHalfRange >= 0 && merged.scaleHalfRange < 1)) fail('scaleHalfRange', merged.scaleHalfRange, 'in [0, 1)');
+  if (merged.scales > 1 && merged.scaleHalfRange === 0) fail('scaleHalfRange', 0, '> 0 when scales > 1');
+  nonNegative('lambda', merged.lambda);
+  integer('batchSize', merged.batchSize, 1);
+  if (merged.batchSize > images) fail('batchSize', merged.batchSize, `at most the ${images} images of the stack`);
+  integer('maxEpochs', merged.maxEpochs, 1);
+  nonNegative('tolerance', merged.tolerance);
+  positive('learningRateTheta', merged.learningRateTheta);
+  positive('learningRateSigma', merged.learningRateSigma);
+  integer('scheduleEvery', merged.scheduleEvery, 1);
+  positive('scheduleFactor', merged.scheduleFactor);
+  if (!['random', 'zeros', 'jensen'].includes(merged.init)) fail('init', merged.init, "'random', 'zeros' or 'jensen'");
+  integer('jensenIterations', merged.jensenIterations, 1);
+  if (options.initialSigma !== undefined) positive('initialSigma', options.initialSigma);
+  if (typeof merged.refineRotations !== 'boolean') fail('refineRotations', merged.refineRotations, 'true or false');
+  integer('seed', merged.seed, 0);
+  integer('snapshotEvery', merged.snapshotEvery, 0);
+  if (typeof merged.splitHalf !== 'boolean') fail('splitHalf', merged.splitHalf, 'true or false');
+  if (merged.splitHalf && merged.batchSize > Math.floor(images / 2)) {
+    fail('batchSize', merged.batchSize, `at most the ${Math.floor(images / 2)} images of a half stack when splitHalf is set`);
+  }
+  const optimiserPlugin = optimisers.get(merged.optimiser);
+  return {
+    ...merged,
+    shiftSd,
+    shiftRange,
+    initialSigma: options.initialSigma,
+    optimiserPlugin,
+    hyperParameters: resolveHyperParameters(optimiserPlugin, options.optimiserOptions),
+    reparameterisationPlugin: reparameterisations.get(merged.reparameterisation),
+  };
+}

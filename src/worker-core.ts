@@ -1,0 +1,68 @@
+/**
+ * The worker side, shared by the browser and Node entries: one device per worker, one
+ * reconstruction at a time.
+ */
+import * as Comlink from 'comlink';
+
+import type { AdapterDescription } from './node-gpu.js';
+import { installErrorHandler, type WorkerApi } from './protocol.js';
+import { reconstruct } from './reconstruct.js';
+
+export interface WorkerDevice {
+  device: GPUDevice;
+  info: AdapterDescription;
+}
+
+/** Exposes the reconstruction API on `endpoint`, opening the device on first use. */
+export function serveReconstruction(endpoint: Comlink.Endpoint, openDevice: () => Promise<WorkerDevice>): void {
+  installErrorHandler();
+  let gpu: Promise<WorkerDevice> | undefined;
+  let running: AbortController | undefined;
+  let finished: Promise<unknown> = Promise.resolve();
+  const device = () => (gpu ??= openDevice());
+  const api: WorkerApi = {
+    async adapter() {
+      return (await device()).info;
+    },
+    async loadModules(urls) {
+      for (const url of urls) {
+        try {
+          await import(/* @vite-ignore */ url);
+        } catch (error) {
+          const detail = error instanceof Error ? error.message : String(error);
+          throw new Error(`loadModules: importing ${url} failed: ${detail}`);
+        }
+      }
+    },
+    async reconstruct(stack, options, onProgress) {
+      if (running) {
+        throw new Error('reconstruct: a reconstruction is already running in this worker; cancel it or use another worker');
+      }
+      const controller = new AbortController();
+      running = controller;
+      const run = (async () => {
+        const { device: gpuDevice } = await device();
+        return reconstruct(gpuDevice, stack, options, {
+          signal: controller.signal,
+          onProgress: onProgress ? (progress) => void onProgress(progress) : undefined,
+        });
+      })();
+      finished = run.catch(() => undefined);
+      try {
+        const result = await run;
+        return Comlink.transfer(result, [result.template.buffer]);
+      } finally {
+        running = undefined;
+      }
+    },
+    cancel() {
+      running?.abort();
+    },
+    async shutdown() {
+      running?.abort();
+      await finished;
+      if (gpu) (await gpu.catch(() => undefined))?.device.destroy();
+    },
+  };
+  Comlink.expose(api, endpoint);
+}
