@@ -27,7 +27,7 @@ interface Case {
 const GRID: ReconstructionOptions = { rotations: 13, scales: 1, scaleHalfRange: 0 };
 
 const CASES: Case[] = [
-  { name: 'SNR 12', size: 32, count: 60, snr: 12, seed: 7, shape: 'blobs', options: { ...GRID, init: 'zeros', maxEpochs: 4 } },
+  { name: 'SNR 12', size: 32, count: 60, snr: 12, seed: 7, shape: 'blobs', options: { ...GRID, init: 'zeros', maxEpochs: 6 } },
   { name: 'SNR 0.42', size: 32, count: 60, snr: 0.42, seed: 11, shape: 'figure', options: { ...GRID, init: 'zeros', maxEpochs: 4 } },
   ...(['random', 'zeros', 'jensen'] as const).map((init) => ({
     name: `init ${init}`,

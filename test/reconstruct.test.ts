@@ -52,15 +52,15 @@ async function run(stack: SimulatedStack, options: ReconstructionOptions): Promi
 describe('reconstruction in a Node worker', () => {
   it('recovers the template at SNR 12', async () => {
     const { truth, stack } = simulate(32, 60, 12, 7);
-    const result = await run(stack, { init: 'zeros', maxEpochs: 4 });
+    // At this SNR σ absorbs the residual of the nearest grid pose until the rotation
+    // windows narrow: 11 % high after 4 epochs, 6 % after 6, 3 % after 8 in this stack.
+    const result = await run(stack, { init: 'zeros', maxEpochs: 6 });
     const r = alignTemplates(truth, result.template, 32).r;
     expect(r, 'r after alignment').toBeGreaterThanOrEqual(0.95);
-    // At this SNR the residual of the nearest grid pose (rotation nodes ~28° apart, 1 px
-    // shifts) is not small next to σ, and σ absorbs it: 12 % high in this run.
-    expect(Math.abs(result.sigma / stack.sigma - 1), `σ ${result.sigma} against ${stack.sigma}`).toBeLessThanOrEqual(0.15);
+    expect(Math.abs(result.sigma / stack.sigma - 1), `σ ${result.sigma} against ${stack.sigma}`).toBeLessThanOrEqual(0.1);
     expect(result.finalObjective!).toBeGreaterThan(result.initialObjective);
     expect(result.poses).toHaveLength(60);
-    expect(result.epochs).toBe(4);
+    expect(result.epochs).toBe(6);
   });
 
   it('recovers the template at SNR 0.42', async () => {
