@@ -7,20 +7,9 @@ import {
   type Numerics,
   type PoseGridSpec,
 } from '../src/numerics.js';
+import { makeRandom as createRandom } from './random.js';
 
 const TWO_PI = 2 * Math.PI;
-
-/** Mulberry32: a small seeded PRNG, so that a failing case reproduces from its seed. */
-function createRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function uniform(random: () => number, lo: number, hi: number): number {
   return lo + (hi - lo) * random();
