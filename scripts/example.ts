@@ -1,6 +1,6 @@
 /**
- * The built-in example: simulates 60 noisy images of a 32² template at random poses,
- * reconstructs the template in a Node worker on the local GPU (or SwiftShader), and
+ * The built-in example. It simulates 60 noisy images of a 32² template at random poses
+ * and reconstructs the template in a Node worker on the local GPU (or SwiftShader). It
  * prints r against the truth beside the plain stack mean's, and σ beside the truth.
  */
 import { resample } from '../gpu/host.js';

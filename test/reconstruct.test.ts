@@ -10,9 +10,9 @@ import type { Progress, ReconstructionResult } from '../src/reconstruct.js';
 import { blobTemplate, figureTemplate, seededRandom, simulateStack, type SimulatedStack } from '../src/synthetic.js';
 
 /**
- * End-to-end runs in a Node worker, sized for SwiftShader: boxes of 32² or less, 13
- * rotation nodes (an odd count keeps each refined window's centre a node), shifts
- * within ±2 standard deviations of the prior at 1 px steps, and no scale axis.
+ * End-to-end runs in a Node worker, sized for SwiftShader: boxes of 32² or less, and 13
+ * rotation nodes, an odd count, so each refined window's centre is a node. Shifts span
+ * ±2 standard deviations of the prior at 1 px steps, and there is no scale axis.
  */
 const GRID: ReconstructionOptions = { rotations: 13, scales: 1, scaleHalfRange: 0 };
 
@@ -77,9 +77,9 @@ describe('reconstruction in a Node worker', () => {
 
 describe('initialisations', () => {
   it('rank jensen, zeros, random', async () => {
-    // 20 images of 24² at SNR 1, 9 rotation nodes, 3 epochs. Measured on two stacks:
-    // jensen and zeros reach r 0.93–0.94 with jensen's ℓ higher at the start and the end;
-    // random N(0, 1) pixels, far larger than the data, leave r near 0.5 and σ 12× too high.
+    // 20 images of 24² at SNR 1, 9 rotation nodes, 3 epochs. Measured on three stacks,
+    // jensen and zeros reach r 0.93–0.95, and jensen's ℓ is higher at the start and the end.
+    // Random N(0, 1) pixels are far larger than the data, so r stays near 0.5 and σ 11–12× too high.
     const { truth, stack } = simulate(24, 20, 1, 71, 'figure');
     const options = { ...GRID, rotations: 9, maxEpochs: 3 };
     const results = {
