@@ -170,8 +170,8 @@ export function loadNumerics(): Promise<Numerics> {
   return numericsPromise;
 }
 
-// NOTE: loading has run under Node (Vitest and plain node on the tsc output) but not yet in a
-// browser worker, although it uses only WebAssembly.compile, atob and typed arrays.
+// Loading uses only WebAssembly.compile, atob and typed arrays; it has run under Node and in
+// a browser module worker (headless Chromium 156).
 async function createNumerics(): Promise<Numerics> {
   const module = await WebAssembly.compile(decodeBase64(numericsWasmBase64));
   const raw = await instantiate(module, { env: {} });
