@@ -52,3 +52,15 @@ export {
   type FourierRingCorrelation,
   type TemplateScore,
 } from './metrics.js';
+export {
+  checkImages,
+  decodeFloat16,
+  imagesOf,
+  MrcError,
+  readMrc,
+  writeMrc,
+  type CheckedImages,
+  type ImageStack,
+  type MrcFile,
+  type MrcHeader,
+} from './mrc.js';

@@ -9,6 +9,7 @@
 import * as Comlink from 'comlink';
 
 import { GpuError } from '../gpu/engine.js';
+import { MrcError } from './mrc.js';
 import type { AdapterDescription } from './node-gpu.js';
 import type { ReconstructionOptions } from './options.js';
 import type { Progress, ReconstructionResult, Stack } from './reconstruct.js';
@@ -48,6 +49,7 @@ const ERROR_CLASSES: Record<string, new (message: string) => Error> = {
   RangeError,
   TypeError,
   GpuError,
+  MrcError,
   WorkerTerminatedError,
 };
 
