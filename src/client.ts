@@ -50,6 +50,7 @@ export function wrapWorker(handle: WorkerHandle): Reconstructor {
   const remote = Comlink.wrap<WorkerApi>(handle.endpoint);
   const pending = new Set<(error: Error) => void>();
   let ended: string | undefined;
+  let terminated = false;
   const end = (reason: string) => {
     ended ??= reason;
     for (const reject of pending) reject(new WorkerTerminatedError(`the reconstruction worker ended: ${reason}`));
@@ -74,17 +75,21 @@ export function wrapWorker(handle: WorkerHandle): Reconstructor {
     async reconstruct(stack, options = {}, run = {}) {
       const copy: Stack = { images: stack.images.slice(), size: stack.size };
       const onAbort = () => void remote.cancel();
-      run.signal?.addEventListener('abort', onAbort, { once: true });
+      const progress = run.onProgress ? Comlink.proxy(run.onProgress) : undefined;
+      // The cancel message must follow the reconstruct message, which the worker handles first.
+      const pendingRun = call(() => remote.reconstruct(Comlink.transfer(copy, [copy.images.buffer]), options, progress));
+      if (run.signal?.aborted) onAbort();
+      else run.signal?.addEventListener('abort', onAbort, { once: true });
       try {
-        if (run.signal?.aborted) onAbort();
-        const progress = run.onProgress ? Comlink.proxy(run.onProgress) : undefined;
-        return await call(() => remote.reconstruct(Comlink.transfer(copy, [copy.images.buffer]), options, progress));
+        return await pendingRun;
       } finally {
         run.signal?.removeEventListener('abort', onAbort);
       }
     },
     cancel: () => call(() => remote.cancel()),
     async terminate() {
+      if (terminated) return;
+      terminated = true;
       end('terminated by the caller');
       try {
         await withTimeout(remote.shutdown(), SHUTDOWN_TIMEOUT_MS);

@@ -100,7 +100,8 @@ const DEFAULTS = {
 const KNOWN = new Set<string>([...Object.keys(DEFAULTS), 'shiftRange', 'shiftSd', 'initialSigma', 'optimiserOptions']);
 
 function fail(option: string, value: unknown, rule: string): never {
-  throw new RangeError(`option ${option} is ${JSON.stringify(value) ?? String(value)}; it must be ${rule}`);
+  const shown = typeof value === 'string' ? JSON.stringify(value) : String(value);
+  throw new RangeError(`option ${option} is ${shown}; it must be ${rule}`);
 }
 
 function integer(option: string, value: number, min: number): void {
@@ -126,19 +127,27 @@ export function resolveOptions(options: ReconstructionOptions, size: number, ima
       throw new RangeError(`unknown option '${name}'; the options are: ${[...KNOWN].sort().join(', ')}`);
     }
   }
-  const merged = { ...DEFAULTS, ...options };
+  // An option given as undefined takes its default, as an absent one does.
+  const given = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
+  const merged = { ...DEFAULTS, ...given } as typeof DEFAULTS & ReconstructionOptions;
   const shiftSd = options.shiftSd ?? 0.05 * size;
   positive('shiftSd', shiftSd);
   const shiftRange = options.shiftRange ?? Math.floor(2 * shiftSd);
   nonNegative('shiftRange', shiftRange);
   integer('rotations', merged.rotations, 1);
   positive('shiftStep', merged.shiftStep);
+  if (shiftRange > 0 && shiftRange < merged.shiftStep) {
+    fail('shiftRange', shiftRange, `0 or at least shiftStep (${merged.shiftStep} pixels), or no shift node besides 0 fits`);
+  }
   integer('scales', merged.scales, 1);
   if (!(merged.scaleHalfRange >= 0 && merged.scaleHalfRange < 1)) fail('scaleHalfRange', merged.scaleHalfRange, 'in [0, 1)');
   if (merged.scales > 1 && merged.scaleHalfRange === 0) fail('scaleHalfRange', 0, '> 0 when scales > 1');
   nonNegative('lambda', merged.lambda);
   integer('batchSize', merged.batchSize, 1);
-  if (merged.batchSize > images) fail('batchSize', merged.batchSize, `at most the ${images} images of the stack`);
+  if (merged.batchSize > images) {
+    const source = options.batchSize === undefined ? ' (the default)' : '';
+    throw new RangeError(`option batchSize is ${merged.batchSize}${source}; it must be at most the ${images} images of the stack`);
+  }
   integer('maxEpochs', merged.maxEpochs, 1);
   nonNegative('tolerance', merged.tolerance);
   positive('learningRateTheta', merged.learningRateTheta);

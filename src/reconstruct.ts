@@ -76,7 +76,10 @@ export interface ReconstructionResult {
   template: Float32Array;
   size: number;
   sigma: number;
-  /** ℓ summed over each epoch's minibatch estimates, one entry per completed epoch. */
+  /**
+   * One ℓ estimate per completed epoch: the Laplace term at the epoch's final θ plus each
+   * step's Σ log Ĩ − |B| J log σ at that step's σ, which adds up to one pass over the stack.
+   */
   objectivePerEpoch: number[];
   /** Each image's most probable pose node at the final θ and σ, on the full rotation circle; empty when cancelled. */
   poses: ImagePose[];
@@ -99,6 +102,12 @@ export interface RunControl {
   signal?: AbortSignal;
 }
 
+/** Largest initial σ as a fraction of the stack's pixel standard deviation. */
+const MAX_INITIAL_SIGMA = 0.9;
+
+/** Bound on |(∂ℓ/∂u)/nJ| per σ step: with exp, lr 0.05 moves σ by at most e^0.5 a step. */
+const SIGMA_GRADIENT_CLIP = 10;
+
 /** Pixel standard deviation of the whole stack: an upper bound on the noise σ. */
 export function stackDeviation(images: Float32Array): number {
   let sum = 0;
@@ -111,6 +120,10 @@ export function stackDeviation(images: Float32Array): number {
 
 function validateStack(stack: Stack): number {
   const { images, size } = stack;
+  const array: unknown = images;
+  if (!(array instanceof Float32Array || array instanceof Float64Array)) {
+    throw new TypeError('stack images must be a Float32Array or Float64Array of [n, N, N] pixels');
+  }
   if (!Number.isSafeInteger(size) || size < 2) {
     throw new RangeError(`stack size is ${size}; it must be an integer ≥ 2 (pixels per side)`);
   }
@@ -122,6 +135,9 @@ function validateStack(stack: Stack): number {
     if (!Number.isFinite(images[i])) {
       throw new RangeError(`stack image ${Math.floor(i / pixels)} has a non-finite pixel (${images[i]}) at index ${i % pixels}`);
     }
+  }
+  if (stackDeviation(images) === 0) {
+    throw new RangeError('stack is constant (pixel standard deviation 0), so there is nothing to reconstruct');
   }
   return images.length / pixels;
 }
@@ -171,10 +187,11 @@ class Run {
     this.pixels = stack.size * stack.size;
     this.bound = stackDeviation(stack.images);
     this.centres = new Float64Array(this.n);
-    this.sigma = Math.min(options.initialSigma ?? this.bound / 2, this.bound);
+    // σ starts at most at 0.9 of its upper bound, where the sigmoid's slope is still
+    // 9 % of its maximum; closer to the bound a sigmoid σ could barely move.
+    this.sigma = Math.min(options.initialSigma ?? this.bound / 2, MAX_INITIAL_SIGMA * this.bound);
     const reparameterisation = options.reparameterisationPlugin;
-    // sigmoid cannot reach its bound exactly, so σ starts just inside it.
-    this.u = reparameterisation.fromSigma(Math.min(this.sigma, this.bound * (1 - 1e-6)), this.bound);
+    this.u = reparameterisation.fromSigma(this.sigma, this.bound);
     this.sigma = reparameterisation.toSigma(this.u, this.bound);
     this.sigmaState = new Float64Array(options.optimiserPlugin.stateCount);
   }
@@ -202,7 +219,10 @@ class Run {
     for (const value of output.weightedEnergy) weightedEnergy += value;
     const gradSigma = ((n / batchSize) * weightedEnergy) / sigma ** 3 - (n * pixels) / sigma;
     const plugin = this.options.reparameterisationPlugin;
-    const gradU = (gradSigma * plugin.derivative(this.u, bound)) / (n * pixels);
+    // Clipped, because far below the data's σ the gradient grows like (σ_data/σ)² and one
+    // step would overshoot by orders of magnitude.
+    const raw = (gradSigma * plugin.derivative(this.u, bound)) / (n * pixels);
+    const gradU = Math.max(-SIGMA_GRADIENT_CLIP, Math.min(SIGMA_GRADIENT_CLIP, raw));
     this.u = this.options.optimiserPlugin.step(this.u, gradU, this.sigmaState, learningRate, this.step, this.options.hyperParameters);
     this.sigma = plugin.toSigma(this.u, bound);
   }
@@ -357,9 +377,10 @@ interface TrainingContext {
 }
 
 /**
- * Runs one epoch: a step per minibatch in `order`. Returns the epoch's data term (the sum
- * of its minibatches' Σ log Ĩ), whether the run was cancelled, and each image's rotation
- * marginal and nodes for the window refinement.
+ * Runs one epoch: a step per minibatch in `order`. Returns the epoch's estimate of ℓ
+ * without the prior term (Σ over steps of Σ log Ĩ − |B| J log σ, each at its step's σ),
+ * whether the run was cancelled, and each image's rotation marginal and nodes for the
+ * window refinement.
  */
 async function runEpoch(run: Run, context: TrainingContext, epoch: number, order: number[]) {
   const { options, numerics, n, pixels, engine } = run;
@@ -367,14 +388,15 @@ async function runEpoch(run: Run, context: TrainingContext, epoch: number, order
   const drop = options.scheduleFactor ** Math.floor((epoch - 1) / options.scheduleEvery);
   const marginal = new Float64Array(n * options.rotations);
   const nodes = new Float64Array(n * options.rotations);
-  let dataTerm = 0;
+  // Each step's ℓ estimate weighted by its share of the stack, at that step's σ.
+  let estimate = 0;
   for (let start = 0; start < n; start += options.batchSize) {
     const indices = order.slice(start, start + options.batchSize);
     const sigma = run.sigma;
     const { output, fields } = await run.evaluate(indices, sigma, { responsibilities: options.refineRotations });
     run.step += 1;
     const logIntegral = output.logIntegral.reduce((sum, value) => sum + value, 0);
-    dataTerm += logIntegral;
+    estimate += logIntegral - indices.length * pixels * Math.log(sigma);
     run.stepSigma(output, indices.length, options.learningRateSigma * drop);
     optimiser.apply({
       learningRate: options.learningRateTheta * drop,
@@ -406,9 +428,9 @@ async function runEpoch(run: Run, context: TrainingContext, epoch: number, order
       remainingSeconds: (elapsed / run.step) * (context.totalSteps - run.step),
       template: snapshot ? await engine.readTemplates() : undefined,
     });
-    if (control.signal?.aborted) return { dataTerm, cancelled: true, marginal, nodes };
+    if (control.signal?.aborted) return { estimate, cancelled: true, marginal, nodes };
   }
-  return { dataTerm, cancelled: false, marginal, nodes };
+  return { estimate, cancelled: false, marginal, nodes };
 }
 
 async function train(run: Run, control: RunControl, phase: RunPhase): Promise<ReconstructionResult> {
@@ -434,7 +456,7 @@ async function train(run: Run, control: RunControl, phase: RunPhase): Promise<Re
       cancelled = outcome.cancelled;
       if (cancelled) break;
       const theta = await engine.readTemplates();
-      objectivePerEpoch.push(numerics.laplaceLogPrior(theta, options.lambda) - n * pixels * Math.log(run.sigma) + outcome.dataTerm);
+      objectivePerEpoch.push(numerics.laplaceLogPrior(theta, options.lambda) + outcome.estimate);
       if (options.refineRotations) {
         run.centres = numerics.windowCentres(outcome.marginal, outcome.nodes, options.rotations);
         const halfWidth = numerics.rotationWindowHalfWidth(epoch);

@@ -6,7 +6,7 @@ import * as Comlink from 'comlink';
 
 import type { AdapterDescription } from './node-gpu.js';
 import { installErrorHandler, type WorkerApi } from './protocol.js';
-import { reconstruct } from './reconstruct.js';
+import { reconstruct, type Progress } from './reconstruct.js';
 
 export interface WorkerDevice {
   device: GPUDevice;
@@ -40,16 +40,23 @@ export function serveReconstruction(endpoint: Comlink.Endpoint, openDevice: () =
       }
       const controller = new AbortController();
       running = controller;
+      // A callback that throws on the caller's side stops the run with its error; left
+      // unhandled here, the rejection would end the thread with Dawn work in flight.
+      let callbackError: unknown;
+      const report = (progress: Progress) => {
+        Promise.resolve(onProgress?.(progress)).catch((error: unknown) => {
+          callbackError ??= error;
+          controller.abort();
+        });
+      };
       const run = (async () => {
         const { device: gpuDevice } = await device();
-        return reconstruct(gpuDevice, stack, options, {
-          signal: controller.signal,
-          onProgress: onProgress ? (progress) => void onProgress(progress) : undefined,
-        });
+        return reconstruct(gpuDevice, stack, options, { signal: controller.signal, onProgress: onProgress ? report : undefined });
       })();
       finished = run.catch(() => undefined);
       try {
         const result = await run;
+        if (callbackError !== undefined) throw callbackError;
         return Comlink.transfer(result, [result.template.buffer]);
       } finally {
         running = undefined;

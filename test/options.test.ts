@@ -16,6 +16,14 @@ describe('reconstruction options', () => {
     expect(options.scheduleFactor).toBe(0.1);
   });
 
+  it('takes the default for an option given as undefined', () => {
+    expect(resolveOptions({ rotations: undefined, maxEpochs: undefined }, 64, 100).rotations).toBe(36);
+  });
+
+  it('says when a rejected batch size is the default', () => {
+    expect(() => resolveOptions({}, 64, 3)).toThrow(/option batchSize is 5 \(the default\); it must be at most the 3 images/);
+  });
+
   const cases: [string, object, RegExp][] = [
     ['an unknown option', { epochs: 3 }, /unknown option 'epochs'; the options are: .*maxEpochs/],
     ['a fractional rotation count', { rotations: 2.5 }, /option rotations is 2.5; it must be an integer ≥ 1/],
@@ -29,6 +37,8 @@ describe('reconstruction options', () => {
     ['scales without a scale range', { scales: 3, scaleHalfRange: 0 }, /option scaleHalfRange is 0; it must be > 0 when scales > 1/],
     ['a split batch that does not fit', { splitHalf: true, batchSize: 60 }, /option batchSize is 60; it must be at most the 50 images of a half stack/],
     ['a string seed', { seed: '3' }, /option seed is "3"; it must be an integer ≥ 0/],
+    ['an infinite tolerance', { tolerance: Infinity }, /option tolerance is Infinity; it must be a finite number ≥ 0/],
+    ['a shift range below its step', { shiftRange: 0.5 }, /option shiftRange is 0.5; it must be 0 or at least shiftStep \(1 pixels\)/],
   ];
   for (const [name, options, message] of cases) {
     it(`rejects ${name}`, () => {

@@ -158,6 +158,36 @@ describe('worker protocol', () => {
     expect(result.finalObjective).toBeUndefined();
   });
 
+  it('cancels a run whose signal is already aborted', async () => {
+    const stack = simulate(16, 10, 3, 33).stack;
+    const controller = new AbortController();
+    controller.abort();
+    const steps: number[] = [];
+    const result = await worker.reconstruct(
+      { images: stack.images, size: 16 },
+      { ...GRID, init: 'zeros', maxEpochs: 3 },
+      { onProgress: (progress) => steps.push(progress.step), signal: controller.signal },
+    );
+    expect(result.cancelled).toBe(true);
+    expect(steps.length, `steps seen: ${steps.join(', ')}`).toBeLessThanOrEqual(1);
+  });
+
+  it('rejects the run when the progress callback throws', async () => {
+    const stack = simulate(16, 10, 3, 35).stack;
+    const failing = worker.reconstruct(
+      { images: stack.images, size: 16 },
+      { ...GRID, init: 'zeros', maxEpochs: 3 },
+      {
+        onProgress: () => {
+          throw new RangeError('progress display failed');
+        },
+      },
+    );
+    await expect(failing).rejects.toThrow(/progress display failed/);
+    const after = await worker.reconstruct({ images: stack.images, size: 16 }, { ...GRID, init: 'zeros', maxEpochs: 1 });
+    expect(after.cancelled, 'the worker still runs').toBe(false);
+  });
+
   it('keeps the error class across the worker', async () => {
     const stack = simulate(16, 4, 3, 41).stack;
     const failure = worker.reconstruct({ images: stack.images, size: 16 }, { batchSize: 9 });
@@ -180,6 +210,7 @@ describe('worker protocol', () => {
     await other.terminate();
     expect(await outcome).toBeInstanceOf(WorkerTerminatedError);
     await expect(other.adapter()).rejects.toThrow(/the reconstruction worker ended: terminated by the caller/);
+    await expect(other.terminate(), 'a second terminate').resolves.toBeUndefined();
   });
 
   it('leaves the caller\'s stack intact', async () => {
