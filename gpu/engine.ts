@@ -436,7 +436,7 @@ function checkRange(output: BatchOutput): void {
     const logIntegral = output.logIntegral[b];
     if (!Number.isFinite(logIntegral) || logIntegral <= -3.4e38 || !Number.isFinite(output.weightedEnergy[b])) {
       throw new RangeError(
-        `image ${b}: log Ĩ is ${logIntegral} and Σ γ E is ${output.weightedEnergy[b]}, beyond float32; ` +
+        `image ${b} of the batch: log Ĩ is ${logIntegral} and Σ γ E is ${output.weightedEnergy[b]}, beyond float32; ` +
           'E/2σ² overflowed, so raise σ or scale the images and templates down',
       );
     }

@@ -64,3 +64,13 @@ export {
   type MrcFile,
   type MrcHeader,
 } from './mrc.js';
+export {
+  parseStar,
+  readParticles,
+  resolveStackPath,
+  StarError,
+  writeParticleStar,
+  type ParticleStarRow,
+  type StarFile,
+  type StarParticle,
+} from './star.js';
