@@ -1,10 +1,13 @@
 /**
- * The optimiser step for the templates θ, run where they live, on the GPU:
+ * The optimiser step for the templates θ, run where they live, on the GPU, as a
+ * proximal gradient step for the Laplace term −λ‖θ‖₁:
  *
- *   g_i = gradientScale · G_i − λ sign(θ_i),    θ_i ← update(i, θ_i, g_i, lr, t)
+ *   θ'_i = update(i, θ_i, gradientScale · G_i, lr, t),   θ_i ← sign(θ'_i) max(|θ'_i| − lr λ, 0)
  *
  * with G the data gradient the engine left in its gradient buffer and `update` the WGSL
- * of an optimiser plugin. The pipeline is built per plugin and hyper-parameter set.
+ * of an optimiser plugin. The soft threshold shrinks pixels to exactly 0, where a
+ * subgradient step −λ sign θ would make them oscillate around 0 for a large λ. The
+ * pipeline is built per plugin and hyper-parameter set.
  */
 import type { HyperParameters, OptimiserPlugin } from '../plugins/optimisers.js';
 import { bindKernel, compileKernel, dispatchSize, makeParamsView, PARAMS_BINDING, type CompiledKernel, type KernelSpec } from './kernel.js';
@@ -55,9 +58,8 @@ fn main(
   if (i >= P.elements) {
     return;
   }
-  let value = theta[i];
-  let grad = P.gradientScale * gradient[i] - P.lambda * sign(value);
-  theta[i] = update(i, value, grad, P.learningRate, P.step);
+  let moved = update(i, theta[i], P.gradientScale * gradient[i], P.learningRate, P.step);
+  theta[i] = sign(moved) * max(abs(moved) - P.learningRate * P.lambda, 0.0);
 }
 `,
   };

@@ -37,8 +37,8 @@ async function read(buffer: GPUBuffer): Promise<Float32Array> {
 
 /**
  * Runs `steps` updates of a plugin on the GPU and in float64 on the host from the same
- * start and gradients. Each step's gradient is uploaded fresh and includes the Laplace
- * term, as the training loop's is.
+ * start and gradients. Each step's gradient is uploaded fresh, and each step ends with
+ * the Laplace term's soft threshold, as the training loop's does.
  */
 async function compareSteps(plugin: OptimiserPlugin, steps: number) {
   const count = 300;
@@ -56,8 +56,8 @@ async function compareSteps(plugin: OptimiserPlugin, steps: number) {
     device.queue.writeBuffer(gradientBuffer, 0, gradient);
     optimiser.apply({ ...update, step: t });
     for (let i = 0; i < count; i++) {
-      const grad = update.gradientScale * gradient[i] - update.lambda * Math.sign(host[i]);
-      host[i] = plugin.step(host[i], grad, state[i], update.learningRate, t, hyper);
+      const moved = plugin.step(host[i], update.gradientScale * gradient[i], state[i], update.learningRate, t, hyper);
+      host[i] = Math.sign(moved) * Math.max(Math.abs(moved) - update.learningRate * update.lambda, 0);
     }
   }
   const gpu = await read(thetaBuffer);
