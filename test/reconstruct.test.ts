@@ -77,9 +77,9 @@ describe('reconstruction in a Node worker', () => {
 
 describe('initialisations', () => {
   it('rank jensen, zeros, random', async () => {
-    // 20 images of 24² at SNR 1, 9 rotation nodes, 3 epochs. Measured on three stacks,
-    // jensen and zeros reach r 0.93–0.95, and jensen's ℓ is higher at the start and the end.
-    // Random N(0, 1) pixels are far larger than the data, so r stays near 0.5 and σ 11–12× too high.
+    // 20 images of 24² at SNR 1, 9 rotation nodes, 3 epochs. Measured on this stack, jensen
+    // and zeros reach r 0.94, and jensen's ℓ is higher at the start and the end. Random
+    // N(0, 1) pixels are far larger than the data, so r stays at 0.69 and σ 6× too high.
     const { truth, stack } = simulate(24, 20, 1, 71, 'figure');
     const options = { ...GRID, rotations: 9, maxEpochs: 3 };
     const results = {
@@ -94,7 +94,7 @@ describe('initialisations', () => {
     expect(results.zeros.finalObjective!, 'ℓ at the end: zeros above random').toBeGreaterThan(results.random.finalObjective!);
     expect(r.jensen, 'r of jensen').toBeGreaterThanOrEqual(0.9);
     expect(r.zeros, 'r of zeros').toBeGreaterThanOrEqual(0.9);
-    expect(r.random, 'r of random').toBeLessThan(r.zeros - 0.2);
+    expect(r.random, 'r of random').toBeLessThan(r.zeros - 0.15);
   });
 });
 
