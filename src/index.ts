@@ -74,3 +74,4 @@ export {
   type StarFile,
   type StarParticle,
 } from './star.js';
+export { montage, PngError, readPng, squareImage, writePng, type PngImage } from './png.js';

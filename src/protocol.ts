@@ -10,6 +10,7 @@ import * as Comlink from 'comlink';
 
 import { GpuError } from '../gpu/engine.js';
 import { MrcError } from './mrc.js';
+import { PngError } from './png.js';
 import { StarError } from './star.js';
 import type { AdapterDescription } from './node-gpu.js';
 import type { ReconstructionOptions } from './options.js';
@@ -51,6 +52,7 @@ const ERROR_CLASSES: Record<string, new (message: string) => Error> = {
   TypeError,
   GpuError,
   MrcError,
+  PngError,
   StarError,
   WorkerTerminatedError,
 };
