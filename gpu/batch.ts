@@ -89,6 +89,24 @@ const FLOAT32_LIMIT = 1e16;
 
 /** Scales accepted; outside this range the gather window or the sampling step degenerates. */
 const SCALE_RANGE = [1e-3, 1e3] as const;
+/** Node indices of one pose: rotation p, shift x q, shift y r, scale m. */
+export interface PoseIndex {
+  p: number;
+  q: number;
+  r: number;
+  m: number;
+}
+
+/** Splits a pose index φ = ((p · shiftsX + q) · shiftsY + r) · scales + m into its node indices. */
+export function decodePoseIndex(shape: Pick<EngineShape, 'shiftsX' | 'shiftsY' | 'scales'>, phi: number): PoseIndex {
+  const m = phi % shape.scales;
+  let rest = Math.floor(phi / shape.scales);
+  const r = rest % shape.shiftsY;
+  rest = Math.floor(rest / shape.shiftsY);
+  const q = rest % shape.shiftsX;
+  return { p: Math.floor(rest / shape.shiftsX), q, r, m };
+}
+
 export function posesOf(shape: EngineShape): number {
   return shape.rotations * shape.shiftsX * shape.shiftsY * shape.scales;
 }

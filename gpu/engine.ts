@@ -213,6 +213,10 @@ export class PoseEngine {
     this.checkAlive('setTemplates');
     const pixels = this.shape.size * this.shape.size;
     validateTemplates(templates, this.shape.classes * pixels, pixels);
+    this.uploadTemplates(templates);
+  }
+
+  private uploadTemplates(templates: ArrayLike<number>): void {
     this.device.queue.writeBuffer(this.shared.templates, 0, toFloat32(templates));
     this.templatesSet = true;
   }
@@ -257,7 +261,8 @@ export class PoseEngine {
     const terms = classes * posesOf(this.shape);
     const images = toFloat32(input.images);
     const queue = device.queue;
-    if (input.templates) this.setTemplates(input.templates);
+    // validateBatch has checked the templates already.
+    if (input.templates) this.uploadTemplates(input.templates);
     queue.writeBuffer(this.shared.shiftX, 0, toFloat32(input.shiftsX));
     queue.writeBuffer(this.shared.shiftY, 0, toFloat32(input.shiftsY));
     queue.writeBuffer(this.shared.scales, 0, toFloat32(input.scales));

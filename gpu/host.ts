@@ -5,7 +5,7 @@
  * The twin builds R_φᵀ by scattering each residual pixel onto the four taps of its
  * bilinear sample, a different route from the kernels' gather, so the two check each other.
  */
-import { posesOf, validateBatch, type BatchInput, type BatchOutput, type EngineShape } from './batch.js';
+import { decodePoseIndex, posesOf, validateBatch, type BatchInput, type BatchOutput, type EngineShape } from './batch.js';
 
 /** A pose with its rotation as cos and sin; shifts in pixels. */
 export interface HostPose {
@@ -17,12 +17,7 @@ export interface HostPose {
 }
 
 function decodePose(shape: EngineShape, input: BatchInput, image: number, phi: number): HostPose {
-  const m = phi % shape.scales;
-  let rest = Math.floor(phi / shape.scales);
-  const r = rest % shape.shiftsY;
-  rest = Math.floor(rest / shape.shiftsY);
-  const q = rest % shape.shiftsX;
-  const p = Math.floor(rest / shape.shiftsX);
+  const { p, q, r, m } = decodePoseIndex(shape, phi);
   const psi = input.rotations[image * shape.rotations + p];
   return { cos: Math.cos(psi), sin: Math.sin(psi), a: input.shiftsX[q], b: input.shiftsY[r], scale: input.scales[m] };
 }
@@ -84,7 +79,7 @@ function addAdjoint(size: number, residual: Float64Array, pose: HostPose, weight
   }
 }
 
-/** What the twin computes beyond log Ĩ, γ and E. */
+/** Options of the twin beyond log Ĩ, γ and E, which it always computes. */
 export interface HostOptions {
   /** Compute the gradient (default true); without it the gradient is all zeros. */
   gradient?: boolean;

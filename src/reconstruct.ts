@@ -11,7 +11,7 @@
  */
 import { PoseEngine } from '../gpu/engine.js';
 import { GpuOptimiser } from '../gpu/update.js';
-import type { BatchOutput } from '../gpu/batch.js';
+import { decodePoseIndex, type BatchOutput } from '../gpu/batch.js';
 import { loadNumerics, type Numerics, type PoseGridSpec } from './numerics.js';
 import { resolveOptions, type ReconstructionOptions, type ResolvedOptions } from './options.js';
 import { gridFields, type GridFields } from './pose-grid.js';
@@ -187,8 +187,8 @@ class Run {
     this.pixels = stack.size * stack.size;
     this.bound = stackDeviation(stack.images);
     this.centres = new Float64Array(this.n);
-    // σ starts at most at 0.9 of its upper bound, where the sigmoid's slope is still
-    // 9 % of its maximum; closer to the bound a sigmoid σ could barely move.
+    // σ starts at most at 0.9 of its upper bound, where the sigmoid's slope is still 9 % of
+    // its maximum. Closer to the bound, a sigmoid σ could barely move.
     this.sigma = Math.min(options.initialSigma ?? this.bound / 2, MAX_INITIAL_SIGMA * this.bound);
     const reparameterisation = options.reparameterisationPlugin;
     this.u = reparameterisation.fromSigma(this.sigma, this.bound);
@@ -278,10 +278,7 @@ async function fullPass(run: Run, withPoses: boolean): Promise<{ objective: numb
     indices.forEach((_, slot) => {
       let best = 0;
       for (let i = 1; i < terms; i++) if (gamma[slot * terms + i] > gamma[slot * terms + best]) best = i;
-      const m = best % options.scales;
-      const r = Math.floor(best / options.scales) % shifts;
-      const q = Math.floor(best / (options.scales * shifts)) % shifts;
-      const p = Math.floor(best / (options.scales * shifts * shifts));
+      const { p, q, r, m } = decodePoseIndex({ shiftsX: shifts, shiftsY: shifts, scales: options.scales }, best);
       poses.push({
         psi: fields.rotations[slot * options.rotations + p],
         shiftX: fields.shiftsX[q],
