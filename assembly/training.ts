@@ -56,7 +56,7 @@ export function windowCentres(marginal: Float64Array, nodes: Float64Array, rotat
 }
 
 /**
- * The convergence test on the last three epoch objectives e_{k−2}, e_{k−1}, e_k:
+ * Tests convergence on the last three epoch objectives e_{k−2}, e_{k−1}, e_k:
  * |(e_{k−1} − e_k) / e_k| + |(e_{k−2} − e_k) / e_k| ≤ tolerance.
  */
 export function hasConverged(beforePrevious: f64, previous: f64, current: f64, tolerance: f64): bool {

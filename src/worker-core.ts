@@ -40,7 +40,7 @@ export function serveReconstruction(endpoint: Comlink.Endpoint, openDevice: () =
       }
       const controller = new AbortController();
       running = controller;
-      // A callback that throws on the caller's side stops the run with its error; left
+      // A callback that throws on the caller's side stops the run with its error. Left
       // unhandled here, the rejection would end the thread with Dawn work in flight.
       let callbackError: unknown;
       const report = (progress: Progress) => {
