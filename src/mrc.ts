@@ -377,7 +377,7 @@ export function decodeFloat16(word: number): number {
 }
 
 export interface WriteMrcOptions {
-  /** Pixel size, Å/pixel; cella is (nx, ny, nz) times it. Unset writes cella 0, read back as null. */
+  /** Pixel size, Å/pixel; cella is (nx, ny, 1) times it. Unset writes cella 0, read back as null. */
   pixelSize?: number;
   /** At most 10 labels of at most 80 printable ASCII characters. */
   labels?: string[];
@@ -491,10 +491,12 @@ function writeHeader(
 ): void {
   const int = (offset: number, value: number) => view.setInt32(offset, value, true);
   const float = (offset: number, value: number) => view.setFloat32(offset, value, true);
+  // An image stack (ispg 0) has mz = 1, as MRC2014 sets for stacks and mrcfile and RELION write.
+  const sampling = [nx, ny, 1];
   [nx, ny, nz].forEach((count, axis) => {
     int(4 * axis, count);
-    int(28 + 4 * axis, count);
-    float(40 + 4 * axis, count * pixelSize);
+    int(28 + 4 * axis, sampling[axis]);
+    float(40 + 4 * axis, sampling[axis] * pixelSize);
     float(52 + 4 * axis, 90);
     int(64 + 4 * axis, axis + 1);
   });

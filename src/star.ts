@@ -34,8 +34,9 @@
  *   with images that relion_project made, and recentring scripts subtract the origin from the
  *   picked coordinate. Here the template centre sits at o + d, so `_rlnOriginXAngst` = −shiftX ·
  *   pixel size and `_rlnOriginYAngst` = −shiftY · pixel size.
- * NOTE: both signs come from RELION's documented matrices and third-party tests, not from
- * a run of RELION on images that this package wrote.
+ * test/interop.test.ts checks both signs and the centre o against RELION 3.1.3: it resamples a
+ * template at known poses, and `relion_stack_create --apply_transformation` on the file from
+ * writeParticleStar turns every image back into the template, for even and odd box sizes.
  */
 
 /** An error in a STAR file's contents or in the arguments of writeParticleStar. */
@@ -486,7 +487,16 @@ export interface ParticleStarOptions {
   opticsGroupName?: string;
   /** `_rlnImageSize`, the box edge in pixels; omitted when absent. */
   imageSize?: number;
+  /** `_rlnVoltage`, the acceleration voltage in kV. Default 300, as in relion_import. */
+  voltage?: number;
+  /** `_rlnSphericalAberration`, Cs in mm. Default 2.7, as in relion_import. */
+  sphericalAberration?: number;
+  /** `_rlnAmplitudeContrast`, a fraction in [0, 1). Default 0.1, as in relion_import. */
+  amplitudeContrast?: number;
 }
+
+/** Microscope values written when the caller gives none: relion_import's defaults in RELION 3.1.3. */
+const DEFAULT_OPTICS = { voltage: 300, sphericalAberration: 2.7, amplitudeContrast: 0.1 };
 
 /** Label of the scale column, which RELION has no label for. */
 export const SCALE_LABEL = 'classify2dScale';
@@ -501,36 +511,23 @@ export const SCALE_LABEL = 'classify2dScale';
  * within 5·10⁻⁷ degree or Å. The weight and scale are written with 9 significant digits,
  * because weights can be far below 10⁻⁶.
  *
+ * The optics group always has `_rlnVoltage`, `_rlnSphericalAberration` and
+ * `_rlnAmplitudeContrast`, because RELION 3.1.3 rejects a particle file whose optics group
+ * lacks the voltage or Cs ("not all necessary variables defined in _optics.star file").
+ * Their defaults are relion_import's. RELION jobs that model the CTF use them, so pass the
+ * microscope's values for those.
+ *
  * The scale goes in the column `_classify2dScale`, outside RELION's `rln` names so that no
- * RELION label can collide with it. RELION 3.1.1 reads an unknown label with the warning
- * "will ignore (but maintain) values for the unknown label", and RELION 2 printed
- * "Ignoring unknown column", as reported on RELION's and Scipion's issue trackers.
- * @throws StarError for a non-positive pixel size or image size, a non-finite pose value,
- *   an image name that is not N@path, or a class number below 1
+ * RELION label can collide with it. RELION 3.1.3 reads the file with the warning "will ignore
+ * (but maintain) values for the unknown label: classify2dScale" and keeps the column in the
+ * STAR files it writes from it, as test/interop.test.ts checks.
+ * @throws StarError for a non-positive pixel size, image size or voltage, a non-finite Cs,
+ *   an amplitude contrast outside [0, 1), a non-finite pose value, an image name that is not
+ *   N@path, or a class number below 1
  */
 export function writeParticleStar(rows: readonly ParticleStarRow[], options: ParticleStarOptions): string {
-  const { pixelSize, imageSize } = options;
-  const groupName = options.opticsGroupName ?? 'opticsGroup1';
-  if (!Number.isFinite(pixelSize) || pixelSize <= 0) {
-    throw new StarError(
-      `writeParticleStar: pixelSize is ${pixelSize}; it must be a positive number of Å per pixel`,
-    );
-  }
-  if (imageSize !== undefined && (!Number.isSafeInteger(imageSize) || imageSize < 1)) {
-    throw new StarError(
-      `writeParticleStar: imageSize is ${imageSize}; it must be a positive integer of pixels`,
-    );
-  }
-
-  const opticsLabels = ['rlnOpticsGroup', 'rlnOpticsGroupName', 'rlnImagePixelSize'];
-  const opticsRow = ['1', quoteValue(groupName), formatFixed(pixelSize)];
-  if (imageSize !== undefined) {
-    opticsLabels.push('rlnImageSize');
-    opticsRow.push(String(imageSize));
-  }
-  opticsLabels.push('rlnImageDimensionality');
-  opticsRow.push('2');
-
+  const { pixelSize } = options;
+  const optics = formatOptics(options);
   const particleLabels = [
     'rlnImageName',
     'rlnOpticsGroup',
@@ -547,11 +544,53 @@ export function writeParticleStar(rows: readonly ParticleStarRow[], options: Par
     '# version 30001',
     '# Written by classify2d. _classify2dScale is the pose scale c, which RELION has no label for.',
     '',
-    ...formatLoop('optics', opticsLabels, [opticsRow]),
+    ...formatLoop('optics', optics.labels, [optics.row]),
     '# version 30001',
     '',
     ...formatLoop('particles', particleLabels, particleRows),
   ].join('\n');
+}
+
+/** Validates the options and returns the labels and the one row of the optics table. */
+function formatOptics(options: ParticleStarOptions): { labels: string[]; row: string[] } {
+  const { pixelSize, imageSize } = options;
+  const groupName = options.opticsGroupName ?? 'opticsGroup1';
+  const voltage = options.voltage ?? DEFAULT_OPTICS.voltage;
+  const sphericalAberration = options.sphericalAberration ?? DEFAULT_OPTICS.sphericalAberration;
+  const amplitudeContrast = options.amplitudeContrast ?? DEFAULT_OPTICS.amplitudeContrast;
+  if (!Number.isFinite(pixelSize) || pixelSize <= 0) {
+    throw new StarError(
+      `writeParticleStar: pixelSize is ${pixelSize}; it must be a positive number of Å per pixel`,
+    );
+  }
+  if (imageSize !== undefined && (!Number.isSafeInteger(imageSize) || imageSize < 1)) {
+    throw new StarError(
+      `writeParticleStar: imageSize is ${imageSize}; it must be a positive integer of pixels`,
+    );
+  }
+  if (!Number.isFinite(voltage) || voltage <= 0) {
+    throw new StarError(`writeParticleStar: voltage is ${voltage}; it must be a positive number of kV`);
+  }
+  if (!Number.isFinite(sphericalAberration)) {
+    throw new StarError(
+      `writeParticleStar: sphericalAberration is ${sphericalAberration}; it must be a finite number of mm`,
+    );
+  }
+  if (!(amplitudeContrast >= 0 && amplitudeContrast < 1)) {
+    throw new StarError(
+      `writeParticleStar: amplitudeContrast is ${amplitudeContrast}; it must be a fraction in [0, 1)`,
+    );
+  }
+
+  const labels = ['rlnOpticsGroup', 'rlnOpticsGroupName', 'rlnImagePixelSize'];
+  const row = ['1', quoteValue(groupName), formatFixed(pixelSize)];
+  if (imageSize !== undefined) {
+    labels.push('rlnImageSize');
+    row.push(String(imageSize));
+  }
+  labels.push('rlnImageDimensionality', 'rlnVoltage', 'rlnSphericalAberration', 'rlnAmplitudeContrast');
+  row.push('2', formatFixed(voltage), formatFixed(sphericalAberration), formatFixed(amplitudeContrast));
+  return { labels, row };
 }
 
 function formatParticle(row: ParticleStarRow, i: number, pixelSize: number): string[] {

@@ -307,7 +307,7 @@ describe('writeMrc', () => {
     expect(file.header.nx).toBe(8);
     expect(file.header.ny).toBe(8);
     expect(file.header.nz).toBe(3);
-    expect(file.header.sampling).toEqual({ x: 8, y: 8, z: 3 });
+    expect(file.header.sampling).toEqual({ x: 8, y: 8, z: 1 });
     expect(file.header.axes).toEqual({ column: 1, row: 2, section: 3 });
     expect(file.header.ispg).toBe(0);
     expect(file.header.nsymbt).toBe(0);
@@ -320,7 +320,8 @@ describe('writeMrc', () => {
     const { header } = readMrc(bytes);
     expect(header.pixelSize).toBeCloseTo(1.35, 6);
     expect(header.cell.x).toBe(Math.fround(8 * 1.35));
-    expect(header.cell.z).toBe(Math.fround(3 * 1.35));
+    // A stack has mz = 1, so cella.z is one pixel.
+    expect(header.cell.z).toBe(Math.fround(1.35));
   });
 
   it('writes stats from float64', () => {

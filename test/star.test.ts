@@ -319,9 +319,17 @@ describe('writeParticleStar', () => {
     expect(star.blocks.map((b) => b.name)).toEqual(['optics', 'particles']);
     const optics = star.blocks[0].loops[0];
     expect(optics.labels).toEqual([
-      'rlnOpticsGroup', 'rlnOpticsGroupName', 'rlnImagePixelSize', 'rlnImageSize', 'rlnImageDimensionality',
+      'rlnOpticsGroup',
+      'rlnOpticsGroupName',
+      'rlnImagePixelSize',
+      'rlnImageSize',
+      'rlnImageDimensionality',
+      'rlnVoltage',
+      'rlnSphericalAberration',
+      'rlnAmplitudeContrast',
     ]);
-    expect(optics.rows).toEqual([['1', 'group A', '1.340000', '128', '2']]);
+    // RELION 3.1.3 rejects an optics group without voltage and Cs. These are relion_import's defaults.
+    expect(optics.rows).toEqual([['1', 'group A', '1.340000', '128', '2', '300.000000', '2.700000', '0.100000']]);
     expect(star.blocks[1].loops[0].labels).toEqual([
       'rlnImageName',
       'rlnOpticsGroup',
@@ -332,6 +340,16 @@ describe('writeParticleStar', () => {
       'rlnMaxValueProbDistribution',
       'classify2dScale',
     ]);
+  });
+
+  it('writes given microscope values', () => {
+    const microscope = { voltage: 200, sphericalAberration: 0.01, amplitudeContrast: 0.07 };
+    const text = writeParticleStar(rows, { pixelSize, ...microscope });
+    const optics = parseStar(text).blocks[0].loops[0];
+    const value = (label: string) => optics.rows[0][optics.labels.indexOf(label)];
+    expect(value('rlnVoltage')).toBe('200.000000');
+    expect(value('rlnSphericalAberration')).toBe('0.010000');
+    expect(value('rlnAmplitudeContrast')).toBe('0.070000');
   });
 
   it('omits rlnImageSize when not given', () => {
@@ -408,6 +426,13 @@ describe('writeParticleStar', () => {
     }
     expect(errorOf(() => writeParticleStar([{ ...row, classNumber: 0 }], { pixelSize })).message).toContain(
       'classNumber is 0',
+    );
+    expect(errorOf(() => writeParticleStar(rows, { pixelSize, voltage: 0 })).message).toContain('voltage is 0');
+    expect(errorOf(() => writeParticleStar(rows, { pixelSize, sphericalAberration: NaN })).message).toContain(
+      'sphericalAberration is NaN',
+    );
+    expect(errorOf(() => writeParticleStar(rows, { pixelSize, amplitudeContrast: 1 })).message).toContain(
+      'amplitudeContrast is 1',
     );
   });
 });
