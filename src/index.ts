@@ -75,3 +75,4 @@ export {
   type StarParticle,
 } from './star.js';
 export { montage, PngError, readPng, squareImage, writePng, type PngImage } from './png.js';
+export { discMask, resizeImage, templateFromPicture, type DiscMaskOptions } from './picture.js';

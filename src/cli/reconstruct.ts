@@ -1,0 +1,277 @@
+/**
+ * `classify2d reconstruct`: reads a stack or a particle file, runs the reconstruction in
+ * the Node worker and writes the template, the poses and a report. An interrupt stops the
+ * run after its current step and still writes what was finished.
+ */
+import { join, resolve } from 'node:path';
+
+import { writeMrc } from '../mrc.js';
+import { createNodeReconstructor } from '../node-client.js';
+import { resolveOptions, type ReconstructionOptions, type ResolvedOptions } from '../options.js';
+import { writePng } from '../png.js';
+import type { ReconstructionResult } from '../reconstruct.js';
+import { resolutionAngstrom } from '../metrics.js';
+import { writeParticleStar } from '../star.js';
+import type { AdapterDescription } from '../node-gpu.js';
+import { booleanFlag, listFlag, numberFlag, stringFlag, UsageError, type CommandSpec, type Flag, type ParsedCommand } from './args.js';
+import type { CommandContext } from './context.js';
+import { imageName, loadStack, prepareOutputFolder, writeOutput, type LoadedStack } from './files.js';
+import { ProgressBar } from './progress.js';
+import { packageVersion } from './version.js';
+
+/** A flag that sets one reconstruction option. */
+interface OptionFlag extends Flag {
+  option: keyof ReconstructionOptions;
+}
+
+const OPTION_FLAGS: readonly OptionFlag[] = [
+  { name: 'rotations', option: 'rotations', kind: 'integer', help: 'Rotation nodes on the full circle and in each refined window (default 36).' },
+  { name: 'shift-range', option: 'shiftRange', kind: 'number', value: 'PIXELS', help: 'Shift nodes run from −range to +range on each axis (default ⌊2 × shift-sd⌋).' },
+  { name: 'shift-step', option: 'shiftStep', kind: 'number', value: 'PIXELS', help: 'Spacing of the shift nodes (default 1).' },
+  { name: 'shift-sd', option: 'shiftSd', kind: 'number', value: 'PIXELS', help: 'Standard deviation of the Gaussian shift prior (default 5 % of the box).' },
+  { name: 'scales', option: 'scales', kind: 'integer', help: 'Scale nodes over the scale prior (default 3).' },
+  { name: 'scale-half-range', option: 'scaleHalfRange', kind: 'number', value: 'E', help: 'Scale prior U[1 − E, 1 + E] (default 0.05).' },
+  { name: 'lambda', option: 'lambda', kind: 'number', value: 'L', help: 'Weight of the Laplace prior −L‖θ‖₁ (default 1).' },
+  { name: 'batch-size', option: 'batchSize', kind: 'integer', help: 'Images per minibatch (default 5).' },
+  { name: 'epochs', option: 'maxEpochs', kind: 'integer', help: 'Largest number of epochs (default 12).' },
+  { name: 'tolerance', option: 'tolerance', kind: 'number', value: 'T', help: 'Stop when the epoch objective changes by less than T relative (default 1e-4).' },
+  { name: 'optimiser', option: 'optimiser', kind: 'string', help: "Optimiser plugin (default 'nesterov'): sgd, momentum, nesterov, adam." },
+  { name: 'learning-rate-theta', option: 'learningRateTheta', kind: 'number', value: 'RATE', help: 'Learning rate of θ on the preconditioned gradient (default 0.2).' },
+  { name: 'learning-rate-sigma', option: 'learningRateSigma', kind: 'number', value: 'RATE', help: "Learning rate of σ's parameter (default 0.05)." },
+  { name: 'schedule-every', option: 'scheduleEvery', kind: 'integer', value: 'EPOCHS', help: 'Epochs between learning-rate drops (default 4).' },
+  { name: 'schedule-factor', option: 'scheduleFactor', kind: 'number', value: 'F', help: 'Factor applied to both learning rates at each drop (default 0.1).' },
+  { name: 'reparameterisation', option: 'reparameterisation', kind: 'string', help: "σ reparameterisation plugin (default 'softplus'): exp, softplus, sigmoid." },
+  { name: 'init', option: 'init', kind: 'string', choices: ['jensen', 'zeros', 'random'], help: "Initial template (default 'jensen')." },
+  { name: 'jensen-iterations', option: 'jensenIterations', kind: 'integer', help: 'Passes over the stack of the Jensen-bound initialisation (default 1).' },
+  { name: 'initial-sigma', option: 'initialSigma', kind: 'number', value: 'SIGMA', help: "Initial noise σ (default half the stack's pixel standard deviation)." },
+  { name: 'seed', option: 'seed', kind: 'integer', help: 'Seed of the shuffling and of the random initialisation (default 1).' },
+];
+
+const OUTPUTS = ['template.mrc', 'template.png', 'poses.star', 'report.json', 'halves.mrcs', 'template.partial.mrc'];
+
+export const reconstructCommand: CommandSpec = {
+  name: 'reconstruct',
+  usage: 'reconstruct <stack.mrcs | particles.star> --out DIR [options]',
+  summary:
+    'Reconstructs one template from a stack of noisy images. The rotation, shift and scale of each image ' +
+    'are integrated out on a grid, on the local GPU (or SwiftShader where there is none). Writes ' +
+    'template.mrc, template.png, poses.star and report.json to DIR.',
+  positionals: 1,
+  flags: [
+    { name: 'out', kind: 'string', value: 'DIR', required: true, help: 'Folder for the results, created if missing.' },
+    ...OPTION_FLAGS,
+    { name: 'optimiser-option', kind: 'list', value: 'NAME=VALUE', help: 'Optimiser hyper-parameter, such as momentum=0.5; repeatable.' },
+    { name: 'no-refine-rotations', kind: 'boolean', help: 'Keep every rotation node on the full circle instead of narrowing each image to a window.' },
+    { name: 'split-half', kind: 'boolean', help: 'Also reconstruct two random halves and report their FRC (three times the work).' },
+    { name: 'pixel-size', kind: 'number', value: 'ANGSTROM', help: 'Pixel size in Å, replacing the one in the files (default: from the files, else 1).' },
+    { name: 'drop-bad-images', kind: 'boolean', help: 'Leave out images with a NaN or infinite pixel instead of stopping.' },
+    { name: 'force', kind: 'boolean', help: 'Replace results already in DIR.' },
+  ],
+  notes: [
+    'Ctrl-C stops the run after its current step and writes the template reached so far, with ' +
+      '"cancelled": true in report.json; a second Ctrl-C quits at once. poses.star holds each ' +
+      "image's most probable pose: psi in degrees, origins in Å, the pose scale in _classify2dScale " +
+      'and its posterior weight in _rlnMaxValueProbDistribution.',
+  ],
+};
+
+/** Builds the reconstruction options from the flags given; absent flags are left to the defaults. */
+function optionsOf(parsed: ParsedCommand): ReconstructionOptions {
+  const options: Record<string, unknown> = {};
+  for (const flag of OPTION_FLAGS) {
+    const value = parsed.values.get(flag.name);
+    if (value !== undefined) options[flag.option] = value;
+  }
+  if (booleanFlag(parsed, 'no-refine-rotations')) options.refineRotations = false;
+  if (booleanFlag(parsed, 'split-half')) options.splitHalf = true;
+  const hyper: Record<string, number> = {};
+  for (const entry of listFlag(parsed, 'optimiser-option')) {
+    const match = /^([A-Za-z_][\w]*)=(.+)$/.exec(entry);
+    const value = match ? Number(match[2]) : NaN;
+    if (!match || !Number.isFinite(value)) {
+      throw new UsageError('reconstruct', `classify2d reconstruct: --optimiser-option is '${entry}'; it must be NAME=NUMBER, such as momentum=0.5`);
+    }
+    hyper[match[1]] = value;
+  }
+  if (Object.keys(hyper).length > 0) options.optimiserOptions = hyper;
+  return options as ReconstructionOptions;
+}
+
+/** Resolves the options, rewording an invalid option's message in terms of its flag. */
+function validateOptions(options: ReconstructionOptions, stack: LoadedStack): ResolvedOptions {
+  try {
+    return resolveOptions(options, stack.size, stack.count);
+  } catch (error) {
+    if (!(error instanceof Error)) throw error;
+    let message = error.message;
+    for (const flag of OPTION_FLAGS) message = message.replace(new RegExp(`\\boption ${flag.option}\\b`), `--${flag.name}`);
+    message = message.replace(/\boption refineRotations\b/, '--no-refine-rotations').replace(/\boption splitHalf\b/, '--split-half');
+    throw new UsageError('reconstruct', `classify2d reconstruct: ${message}`);
+  }
+}
+
+/** The resolved options as plain values for the report, without the plugin objects. */
+function plainOptions(resolved: ResolvedOptions): Record<string, unknown> {
+  // snapshotEvery is set by this command for its own use, not by the user.
+  const { optimiserPlugin, reparameterisationPlugin, snapshotEvery, ...rest } = resolved;
+  void optimiserPlugin;
+  void reparameterisationPlugin;
+  void snapshotEvery;
+  return rest;
+}
+
+export async function runReconstruct(parsed: ParsedCommand, context: CommandContext): Promise<number> {
+  const started = new Date();
+  const input = parsed.positionals[0];
+  const out = resolve(stringFlag(parsed, 'out')!);
+  const options = optionsOf(parsed);
+  const pixelSizeFlag = numberFlag(parsed, 'pixel-size');
+  if (pixelSizeFlag !== undefined && !(pixelSizeFlag > 0)) {
+    throw new UsageError('reconstruct', `classify2d reconstruct: --pixel-size is ${pixelSizeFlag}; it must be a positive number of Å`);
+  }
+
+  const readStart = performance.now();
+  const stack = await loadStack(input, { dropNonFinite: booleanFlag(parsed, 'drop-bad-images') });
+  const readSeconds = (performance.now() - readStart) / 1000;
+  for (const warning of stack.warnings) context.log(`warning: ${warning}`);
+  if (stack.dropped.length > 0) context.log(`left out ${stack.dropped.length} images with NaN or infinite pixels`);
+  if (stack.constant.length > 0) context.log(`warning: ${stack.constant.length} images are constant and carry no signal`);
+  const resolved = validateOptions(options, stack);
+  let pixelSize = pixelSizeFlag ?? stack.pixelSize;
+  if (pixelSize === null) {
+    context.log(`warning: ${input} gives no pixel size; writing 1 Å per pixel (set it with --pixel-size)`);
+    pixelSize = 1;
+  }
+  await prepareOutputFolder('reconstruct', out, OUTPUTS, booleanFlag(parsed, 'force'));
+
+  const worker = await createNodeReconstructor();
+  const bar = new ProgressBar(context.stderr, resolved.maxEpochs);
+  const epochSeconds: number[] = [];
+  let snapshot: Float32Array | undefined;
+  let adapter: AdapterDescription | undefined;
+  let result: ReconstructionResult | undefined;
+  const runStart = performance.now();
+  const stopOnInterrupt = () => bar.log('interrupted: stopping after the current step (Ctrl-C again quits at once)');
+  context.interrupt.addEventListener('abort', stopOnInterrupt, { once: true });
+  try {
+    adapter = await worker.adapter();
+    context.log(`adapter: ${adapter.description || adapter.device} (${adapter.vendor}, ${adapter.architecture})`);
+    context.log(`${stack.count} images of ${stack.size}² pixels from ${input}, ${pixelSize} Å per pixel`);
+    const snapshotEvery = Math.max(1, Math.ceil(stack.count / resolved.batchSize));
+    result = await worker.reconstruct(
+      { images: stack.images, size: stack.size },
+      { ...options, snapshotEvery },
+      {
+        signal: context.interrupt,
+        onProgress: (progress) => {
+          bar.update(progress);
+          if (progress.template && progress.phase === 'full') snapshot = progress.template;
+          if (progress.phase === 'full') epochSeconds[progress.epoch - 1] = progress.elapsedSeconds;
+        },
+      },
+    );
+    bar.finish();
+  } catch (error) {
+    bar.finish();
+    const report = {
+      ...reportHeader(started, input, stack, pixelSize, resolved, adapter),
+      error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+      template: snapshot ? 'template.partial.mrc' : null,
+    };
+    if (snapshot) await writeOutput(join(out, 'template.partial.mrc'), writeMrc(snapshot, stack.size, stack.size, 1, { pixelSize }));
+    await writeOutput(join(out, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+    context.log(`the run failed; ${snapshot ? 'the last template snapshot is in template.partial.mrc, and ' : ''}report.json records the error`);
+    throw error;
+  } finally {
+    context.interrupt.removeEventListener('abort', stopOnInterrupt);
+    await worker.terminate();
+  }
+  const runSeconds = (performance.now() - runStart) / 1000;
+
+  const writeStart = performance.now();
+  const written = await writeResults(out, stack, result, pixelSize);
+  const report = {
+    ...reportHeader(started, input, stack, pixelSize, resolved, adapter),
+    cancelled: result.cancelled,
+    converged: result.converged,
+    epochs: result.epochs,
+    sigma: result.sigma,
+    initialSigma: result.initialSigma,
+    initialObjective: result.initialObjective,
+    finalObjective: result.finalObjective ?? null,
+    objectivePerEpoch: result.objectivePerEpoch,
+    validation: validationReport(result, pixelSize),
+    timings: {
+      readSeconds,
+      reconstructSeconds: runSeconds,
+      epochEndSeconds: epochSeconds.slice(0, result.epochs),
+      writeSeconds: (performance.now() - writeStart) / 1000,
+    },
+    outputs: [...written, 'report.json'],
+  };
+  await writeOutput(join(out, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+  const state = result.cancelled ? 'cancelled' : result.converged ? 'converged' : 'stopped at the epoch limit';
+  context.log(`${state} after ${result.epochs} epochs in ${runSeconds.toFixed(1)} s; σ ${result.sigma.toPrecision(4)}`);
+  context.log(`wrote ${[...written, 'report.json'].map((name) => join(out, name)).join(', ')}`);
+  return result.cancelled ? 130 : 0;
+}
+
+function reportHeader(
+  started: Date,
+  input: string,
+  stack: LoadedStack,
+  pixelSize: number,
+  resolved: ResolvedOptions,
+  adapter: AdapterDescription | undefined,
+) {
+  return {
+    program: 'classify2d',
+    version: packageVersion(),
+    started: started.toISOString(),
+    input: {
+      path: resolve(input),
+      images: stack.count,
+      size: stack.size,
+      pixelSize,
+      droppedImages: stack.dropped.map((source) => `${source.index + 1}@${source.stackPath}`),
+      constantImages: stack.constant.length,
+    },
+    adapter: adapter ?? null,
+    options: plainOptions(resolved),
+  };
+}
+
+async function writeResults(out: string, stack: LoadedStack, result: ReconstructionResult, pixelSize: number): Promise<string[]> {
+  const size = stack.size;
+  const written: string[] = [];
+  await writeOutput(join(out, 'template.mrc'), writeMrc(result.template, size, size, 1, { pixelSize, labels: ['classify2d template'] }));
+  await writeOutput(join(out, 'template.png'), writePng(result.template, size, size));
+  written.push('template.mrc', 'template.png');
+  if (result.poses.length > 0) {
+    const rows = result.poses.map((pose, i) => ({ imageName: imageName(stack.sources[i], out), ...pose }));
+    await writeOutput(join(out, 'poses.star'), writeParticleStar(rows, { pixelSize, imageSize: size }));
+    written.push('poses.star');
+  }
+  if (result.validation) {
+    const halves = new Float32Array(2 * size * size);
+    halves.set(result.validation.halves[0], 0);
+    halves.set(result.validation.halves[1], size * size);
+    await writeOutput(join(out, 'halves.mrcs'), writeMrc(halves, size, size, 2, { pixelSize, labels: ['classify2d split-half templates'] }));
+    written.push('halves.mrcs');
+  }
+  return written;
+}
+
+function validationReport(result: ReconstructionResult, pixelSize: number) {
+  const validation = result.validation;
+  if (!validation) return null;
+  return {
+    r: validation.r,
+    crossing05: validation.crossing05,
+    crossing0143: validation.crossing0143,
+    resolution05Angstrom: resolutionAngstrom(validation.crossing05, pixelSize),
+    resolution0143Angstrom: resolutionAngstrom(validation.crossing0143, pixelSize),
+    frequencies: [...validation.frequencies],
+    frc: [...validation.frc],
+  };
+}

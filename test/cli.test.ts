@@ -1,0 +1,255 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { readMrc, writeMrc } from '../src/mrc.js';
+import { parseStar, readParticles } from '../src/star.js';
+
+/**
+ * The `classify2d` command, run as a real process from the TypeScript sources, on the
+ * mandrill picture that the baboon-image package ships, at 16² so SwiftShader is quick.
+ */
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'src', 'cli', 'bin.ts');
+const MANDRILL = join(ROOT, 'node_modules', 'baboon-image', 'baboon.png');
+const GRID = ['--rotations', '8', '--scales', '1', '--scale-half-range', '0'];
+
+interface Outcome {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the command and resolves when it exits. `onStderr` is called with the stderr text
+ * so far after each chunk, and with the child process, so that it can send a signal.
+ */
+function classify2d(args: string[], onStderr?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Outcome> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+      onStderr?.(stderr, child);
+    });
+    child.on('error', reject);
+    child.on('close', (status, signal) => resolve({ status, signal, stdout, stderr }));
+  });
+}
+
+function readJson(path: string): Record<string, any> {
+  return JSON.parse(readFileSync(path, 'utf8')) as Record<string, any>;
+}
+
+/** Circular distance of two angles in degrees, in [0, 180]. */
+function angleDistance(a: number, b: number): number {
+  const d = (((a - b) % 360) + 360) % 360;
+  return Math.min(d, 360 - d);
+}
+
+function psiColumn(path: string): number[] {
+  const star = parseStar(readFileSync(path, 'utf8'), path);
+  const particles = star.blocks.find((block) => block.name === 'particles')!.loops[0];
+  const column = particles.labels.indexOf('rlnAnglePsi');
+  return particles.rows.map((row) => Number(row[column]));
+}
+
+let folder: string;
+let data: string;
+
+beforeAll(async () => {
+  folder = mkdtempSync(join(tmpdir(), 'classify2d-cli-'));
+  data = join(folder, 'data');
+  const outcome = await classify2d([
+    'simulate', MANDRILL, '--n', '24', '--snr', '4', '--size', '16', '--scale-half-range', '0',
+    '--pixel-size', '2.5', '--seed', '3', '--out', data,
+  ]);
+  if (outcome.status !== 0) throw new Error(`simulate failed with status ${outcome.status}: ${outcome.stderr}`);
+});
+
+afterAll(() => {
+  if (folder) rmSync(folder, { recursive: true, force: true });
+});
+
+describe('classify2d command line', () => {
+  it('prints help for each command', async () => {
+    for (const command of ['reconstruct', 'simulate', 'score', 'info']) {
+      const outcome = await classify2d([command, '--help']);
+      expect(outcome.status, `${command} --help status`).toBe(0);
+      expect(outcome.stdout, `${command} --help`).toContain(`usage: classify2d ${command}`);
+    }
+    const top = await classify2d(['--help']);
+    expect(top.stdout).toContain('reconstruct');
+  });
+
+  it('rejects an unknown flag with status 2', async () => {
+    const outcome = await classify2d(['reconstruct', join(data, 'stack.mrcs'), '--out', join(folder, 'x'), '--rotation', '8']);
+    expect(outcome.status).toBe(2);
+    expect(outcome.stderr).toContain("Unknown option '--rotation'");
+    expect(existsSync(join(folder, 'x')), 'output folder').toBe(false);
+  });
+
+  it('names the flag of an invalid option', async () => {
+    const outcome = await classify2d(['reconstruct', join(data, 'stack.mrcs'), '--out', join(folder, 'x'), '--rotations', '0']);
+    expect(outcome.status).toBe(2);
+    expect(outcome.stderr).toContain('--rotations is 0');
+    const batch = await classify2d(['reconstruct', join(data, 'stack.mrcs'), '--out', join(folder, 'x'), '--batch-size', '100']);
+    expect(batch.status).toBe(2);
+    expect(batch.stderr).toContain('--batch-size is 100');
+    expect(existsSync(join(folder, 'x')), 'output folder').toBe(false);
+  });
+
+  it('simulate writes the stack and the truth', async () => {
+    const stack = readMrc(new Uint8Array(readFileSync(join(data, 'stack.mrcs'))));
+    expect(stack.header.nx).toBe(16);
+    expect(stack.header.nz).toBe(24);
+    expect(stack.header.pixelSize).toBeCloseTo(2.5, 6);
+    const particles = readParticles(parseStar(readFileSync(join(data, 'particles.star'), 'utf8')));
+    expect(particles.particles).toHaveLength(24);
+    expect(particles.particles[23].index).toBe(23);
+    expect(particles.particles[0].pixelSize).toBeCloseTo(2.5, 6);
+    const simulation = readJson(join(data, 'simulation.json'));
+    expect(simulation.sigma).toBeGreaterThan(0);
+    const truth = readMrc(new Uint8Array(readFileSync(join(data, 'truth.mrc'))));
+    // The template is faded to 0 outside its disc, so the corner pixel is exactly 0.
+    expect(truth.data[0]).toBe(0);
+  });
+
+  it('info prints MRC and STAR contents', async () => {
+    const mrc = await classify2d(['info', join(data, 'stack.mrcs')]);
+    expect(mrc.status).toBe(0);
+    const header = JSON.parse(mrc.stdout);
+    expect(header.header.nz).toBe(24);
+    expect(header.header.mode).toBe(2);
+    expect(header.statistics.nonFinite).toBe(0);
+    const values = readMrc(new Uint8Array(readFileSync(join(data, 'stack.mrcs')))).data;
+    const mean = values.reduce((sum, value) => sum + value, 0) / values.length;
+    expect(header.statistics.mean).toBeCloseTo(mean, 5);
+
+    const star = await classify2d(['info', join(data, 'particles.star')]);
+    expect(star.status).toBe(0);
+    const parsed = JSON.parse(star.stdout);
+    expect(parsed.particles.count).toBe(24);
+    expect(parsed.particles.stacks[0].exists).toBe(true);
+  });
+
+  it('reconstruct writes template, poses and report', async () => {
+    const out = join(folder, 'result');
+    const outcome = await classify2d(['reconstruct', join(data, 'particles.star'), '--out', out, ...GRID, '--epochs', '3']);
+    expect(outcome.status, outcome.stderr).toBe(0);
+    expect(outcome.stderr).toContain('100 %');
+
+    const template = readMrc(new Uint8Array(readFileSync(join(out, 'template.mrc'))));
+    expect(template.header.nx).toBe(16);
+    expect(template.header.pixelSize).toBeCloseTo(2.5, 6);
+    expect(existsSync(join(out, 'template.png'))).toBe(true);
+
+    const score = await classify2d(['score', join(data, 'truth.mrc'), join(out, 'template.mrc')]);
+    expect(score.status).toBe(0);
+    const scored = JSON.parse(score.stdout);
+    expect(scored.r, 'r against the truth').toBeGreaterThan(0.85);
+    expect(scored.pixelSize).toBeCloseTo(2.5, 6);
+
+    const report = readJson(join(out, 'report.json'));
+    expect(report.cancelled).toBe(false);
+    expect(report.epochs).toBe(3);
+    expect(report.objectivePerEpoch).toHaveLength(3);
+    expect(report.options.rotations).toBe(8);
+    expect(report.input.images).toBe(24);
+    expect(report.adapter.vendor.length).toBeGreaterThan(0);
+    const simulation = readJson(join(data, 'simulation.json'));
+    // On 8 rotation nodes σ also absorbs the residual of the nearest grid pose: 1.6 × the truth here.
+    const ratio = report.sigma / simulation.sigma;
+    expect(ratio, `σ ${report.sigma} against ${simulation.sigma}`).toBeGreaterThan(0.8);
+    expect(ratio, `σ ${report.sigma} against ${simulation.sigma}`).toBeLessThan(2);
+
+    // Each image's ψ differs from its true ψ by the rotation between the template and the truth.
+    const estimated = psiColumn(join(out, 'poses.star'));
+    const truePsi = psiColumn(join(data, 'particles.star'));
+    expect(estimated).toHaveLength(24);
+    const offsets = estimated.map((psi, i) => psi - truePsi[i]);
+    const agreeing = offsets.map((offset) => offsets.filter((other) => angleDistance(offset, other) <= 25).length);
+    expect(Math.max(...agreeing), `ψ offsets ${offsets.map((o) => o.toFixed(0)).join(' ')}`).toBeGreaterThanOrEqual(20);
+    const names = readParticles(parseStar(readFileSync(join(out, 'poses.star'), 'utf8'))).particles;
+    expect(names[5].stackPath).toBe('../data/stack.mrcs');
+    expect(names[5].index).toBe(5);
+  });
+
+  it('keeps existing results without --force', async () => {
+    const out = join(folder, 'kept');
+    const outcome1 = await classify2d(['simulate', MANDRILL, '--n', '4', '--snr', '1', '--size', '8', '--out', out]);
+    expect(outcome1.status).toBe(0);
+    const before = readFileSync(join(out, 'stack.mrcs'));
+    const outcome2 = await classify2d(['simulate', MANDRILL, '--n', '5', '--snr', '1', '--size', '8', '--out', out]);
+    expect(outcome2.status).toBe(2);
+    expect(outcome2.stderr).toContain(`${join(out, 'stack.mrcs')} already exists`);
+    expect(readFileSync(join(out, 'stack.mrcs')).equals(before), 'stack.mrcs unchanged').toBe(true);
+    const outcome3 = await classify2d(['simulate', MANDRILL, '--n', '5', '--snr', '1', '--size', '8', '--out', out, '--force']);
+    expect(outcome3.status).toBe(0);
+    expect(readMrc(new Uint8Array(readFileSync(join(out, 'stack.mrcs')))).header.nz).toBe(5);
+  });
+
+  it('names a missing stack of a STAR file', async () => {
+    const star = join(folder, 'missing.star');
+    writeFileSync(star, readFileSync(join(data, 'particles.star'), 'utf8').replaceAll('@stack.mrcs', '@gone.mrcs'));
+    const outcome = await classify2d(['reconstruct', star, '--out', join(folder, 'y')]);
+    expect(outcome.status).toBe(1);
+    expect(outcome.stderr).toContain(star);
+    expect(outcome.stderr).toContain(`${join(folder, 'gone.mrcs')} does not exist`);
+    expect(existsSync(join(folder, 'y', 'template.mrc'))).toBe(false);
+  });
+
+  it('stops at a NaN pixel unless told to drop the image', async () => {
+    const values = readMrc(new Uint8Array(readFileSync(join(data, 'stack.mrcs')))).data.slice();
+    const bytes = writeMrc(values, 16, 16, 24, { pixelSize: 2.5 });
+    // Pixel (x 2, y 1) of image 3, after the 1024-byte header.
+    new DataView(bytes.buffer).setFloat32(1024 + 4 * (3 * 256 + 16 + 2), NaN, true);
+    const stack = join(folder, 'nan.mrcs');
+    writeFileSync(stack, bytes);
+
+    const stopped = await classify2d(['reconstruct', stack, '--out', join(folder, 'nan')]);
+    expect(stopped.status).toBe(1);
+    expect(stopped.stderr).toContain('image 3');
+    expect(stopped.stderr).toContain('x 2, y 1');
+
+    const out = join(folder, 'nan');
+    const dropped = await classify2d(['reconstruct', stack, '--out', out, ...GRID, '--epochs', '1', '--drop-bad-images']);
+    expect(dropped.status, dropped.stderr).toBe(0);
+    const report = readJson(join(out, 'report.json'));
+    expect(report.input.images).toBe(23);
+    expect(report.input.droppedImages).toEqual([`4@${stack}`]);
+    const names = readParticles(parseStar(readFileSync(join(out, 'poses.star'), 'utf8'))).particles;
+    expect(names.map((particle) => particle.index)).not.toContain(3);
+    expect(names).toHaveLength(23);
+  });
+
+  it('writes the template reached when interrupted', async () => {
+    const out = join(folder, 'interrupted');
+    let sent = false;
+    const outcome = await classify2d(
+      ['reconstruct', join(data, 'stack.mrcs'), '--out', out, ...GRID, '--epochs', '50', '--batch-size', '2'],
+      (text, child) => {
+        if (!sent && /step [1-9]\d*\//.test(text)) {
+          sent = true;
+          child.kill('SIGINT');
+        }
+      },
+    );
+    expect(sent, 'a progress line was seen').toBe(true);
+    expect(outcome.status, outcome.stderr).toBe(130);
+    expect(outcome.stderr).toContain('interrupted');
+    const report = readJson(join(out, 'report.json'));
+    expect(report.cancelled).toBe(true);
+    expect(report.epochs).toBeLessThan(50);
+    const template = readMrc(new Uint8Array(readFileSync(join(out, 'template.mrc'))));
+    expect(template.data.every((value) => Number.isFinite(value))).toBe(true);
+    expect(existsSync(join(out, 'poses.star')), 'poses.star of an interrupted run').toBe(false);
+  });
+});
