@@ -23,6 +23,9 @@ export interface Reconstructor {
   /** Runs a reconstruction in the worker. The stack is copied, so the caller's array stays usable. */
   reconstruct(stack: Stack, options?: ReconstructionOptions, run?: RunOptions): Promise<ReconstructionResult>;
   cancel(): Promise<void>;
+  /** Holds the running reconstruction after its current step; `resume` lets it go on and `cancel` still works. */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
   /** Ends the worker; pending calls reject with WorkerTerminatedError. */
   terminate(): Promise<void>;
 }
@@ -87,6 +90,8 @@ export function wrapWorker(handle: WorkerHandle): Reconstructor {
       }
     },
     cancel: () => call(() => remote.cancel()),
+    pause: () => call(() => remote.pause()),
+    resume: () => call(() => remote.resume()),
     async terminate() {
       if (terminated) return;
       terminated = true;
@@ -103,14 +108,14 @@ export function wrapWorker(handle: WorkerHandle): Reconstructor {
 }
 
 /**
- * Starts the browser module worker. Bundlers such as Vite find the worker file through
- * the `new URL(..., import.meta.url)` form.
- * NOTE: the URL names the built `.js` file, so it resolves from dist/ (a Vite build of a
- * page importing dist/ ran in headless Chromium 156 on SwiftShader) but not when a
- * bundler serves src/ directly.
+ * Drives a browser module worker running `worker-browser`. Without an argument it starts
+ * `./worker-browser.js` beside this module, which resolves from the built package in
+ * dist/. A page that bundles the TypeScript sources starts the worker itself, with
+ * `new Worker(new URL('…/src/worker-browser.ts', import.meta.url), { type: 'module' })`,
+ * so that its bundler finds the file, and passes it here.
  */
-export function createBrowserReconstructor(): Reconstructor {
-  const worker = new Worker(new URL('./worker-browser.js', import.meta.url), { type: 'module' });
+export function createBrowserReconstructor(worker?: Worker): Reconstructor {
+  worker ??= new Worker(new URL('./worker-browser.js', import.meta.url), { type: 'module' });
   const listeners: ((reason: string) => void)[] = [];
   worker.addEventListener('error', (event) => listeners.forEach((listener) => listener(event.message || 'worker error')));
   return wrapWorker({

@@ -33,6 +33,10 @@ export interface WorkerApi {
   reconstruct(stack: Stack, options: ReconstructionOptions, onProgress?: (progress: Progress) => void): Promise<ReconstructionResult>;
   /** Stops the running reconstruction after its current step; it then resolves with `cancelled: true`. */
   cancel(): void;
+  /** Holds the running reconstruction after its current step until `resume`; a paused run can still be cancelled. */
+  pause(): void;
+  /** Lets a paused reconstruction go on. */
+  resume(): void;
   /**
    * Cancels any run, waits for it to stop and destroys the device, so the worker can be
    * terminated safely: terminating a worker while Dawn has work in flight aborts the

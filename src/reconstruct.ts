@@ -100,6 +100,11 @@ export interface RunControl {
   onProgress?: (progress: Progress) => void;
   /** Aborting stops the run after the step in flight; the result keeps what was done. */
   signal?: AbortSignal;
+  /**
+   * Awaited after each step's progress event; the run pauses until the promise resolves.
+   * It must also resolve when `signal` aborts, or a paused run cannot be cancelled.
+   */
+  whilePaused?: () => Promise<void>;
 }
 
 /** Largest initial σ as a fraction of the stack's pixel standard deviation. */
@@ -425,6 +430,7 @@ async function runEpoch(run: Run, context: TrainingContext, epoch: number, order
       remainingSeconds: (elapsed / run.step) * (context.totalSteps - run.step),
       template: snapshot ? await engine.readTemplates() : undefined,
     });
+    await control.whilePaused?.();
     if (control.signal?.aborted) return { estimate, cancelled: true, marginal, nodes };
   }
   return { estimate, cancelled: false, marginal, nodes };

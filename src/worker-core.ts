@@ -19,6 +19,14 @@ export function serveReconstruction(endpoint: Comlink.Endpoint, openDevice: () =
   let gpu: Promise<WorkerDevice> | undefined;
   let running: AbortController | undefined;
   let finished: Promise<unknown> = Promise.resolve();
+  // Set while paused: resolving it releases the run.
+  let release: (() => void) | undefined;
+  let paused: Promise<void> | undefined;
+  const resume = () => {
+    release?.();
+    release = undefined;
+    paused = undefined;
+  };
   const device = () => (gpu ??= openDevice());
   const api: WorkerApi = {
     async adapter() {
@@ -40,6 +48,7 @@ export function serveReconstruction(endpoint: Comlink.Endpoint, openDevice: () =
       }
       const controller = new AbortController();
       running = controller;
+      controller.signal.addEventListener('abort', resume, { once: true });
       // A callback that throws on the caller's side stops the run with its error. Left
       // unhandled here, the rejection would end the thread with Dawn work in flight.
       let callbackError: unknown;
@@ -51,7 +60,11 @@ export function serveReconstruction(endpoint: Comlink.Endpoint, openDevice: () =
       };
       const run = (async () => {
         const { device: gpuDevice } = await device();
-        return reconstruct(gpuDevice, stack, options, { signal: controller.signal, onProgress: onProgress ? report : undefined });
+        return reconstruct(gpuDevice, stack, options, {
+          signal: controller.signal,
+          onProgress: onProgress ? report : undefined,
+          whilePaused: async () => paused,
+        });
       })();
       finished = run.catch(() => undefined);
       try {
@@ -60,11 +73,17 @@ export function serveReconstruction(endpoint: Comlink.Endpoint, openDevice: () =
         return Comlink.transfer(result, [result.template.buffer]);
       } finally {
         running = undefined;
+        resume();
       }
     },
     cancel() {
       running?.abort();
     },
+    pause() {
+      if (!running || paused) return;
+      paused = new Promise<void>((resolve) => (release = resolve));
+    },
+    resume,
     async shutdown() {
       running?.abort();
       await finished;

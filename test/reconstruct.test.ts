@@ -158,6 +158,45 @@ describe('worker protocol', () => {
     expect(result.finalObjective).toBeUndefined();
   });
 
+  it('pauses and resumes between steps', async () => {
+    const stack = simulate(16, 10, 3, 35).stack;
+    const steps: number[] = [];
+    let pausedAt = 0;
+    const onProgress = (progress: Progress) => {
+      steps.push(progress.step);
+      if (progress.step === 2) void worker.pause();
+    };
+    const run = worker.reconstruct({ images: stack.images, size: 16 }, { ...GRID, init: 'zeros', maxEpochs: 2 }, { onProgress });
+    // Wait for the pause to take hold, then check that no step runs while paused.
+    while (steps.length < 2) await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    pausedAt = steps.length;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(steps.length, `steps seen while paused: ${steps.join(', ')}`).toBe(pausedAt);
+    expect(pausedAt, 'steps before the pause took hold').toBeLessThanOrEqual(3);
+    await worker.resume();
+    const result = await run;
+    expect(result.cancelled).toBe(false);
+    expect(steps.at(-1)).toBe(4);
+  });
+
+  it('cancels a paused run', async () => {
+    const stack = simulate(16, 10, 3, 37).stack;
+    const controller = new AbortController();
+    const onProgress = (progress: Progress) => {
+      if (progress.step === 1) {
+        void worker.pause().then(() => setTimeout(() => controller.abort(), 200));
+      }
+    };
+    const result = await worker.reconstruct(
+      { images: stack.images, size: 16 },
+      { ...GRID, init: 'zeros', maxEpochs: 3 },
+      { onProgress, signal: controller.signal },
+    );
+    expect(result.cancelled).toBe(true);
+    expect(result.epochs).toBe(0);
+  });
+
   it('cancels a run whose signal is already aborted', async () => {
     const stack = simulate(16, 10, 3, 33).stack;
     const controller = new AbortController();
