@@ -116,7 +116,10 @@ export function templateFromPicture(
   let variance = 0;
   for (let q = 0; q < resized.length; q++) variance += weights[q] * (resized[q] - mean) ** 2;
   const deviation = Math.sqrt(variance / weightSum);
-  if (!(deviation > 0)) {
+  let largest = 0;
+  for (const value of resized) largest = Math.max(largest, Math.abs(value));
+  // Below 1e-6 of the values' magnitude, the variation is float32 rounding, not signal.
+  if (!(deviation > 1e-6 * largest)) {
     throw new RangeError('templateFromPicture: the picture is constant inside the mask, so it has no signal');
   }
 

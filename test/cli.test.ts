@@ -1,12 +1,15 @@
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type SpawnOptions } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { InterruptError, processContext } from '../src/cli/context.js';
+import { main } from '../src/cli/main.js';
 import { readMrc, writeMrc } from '../src/mrc.js';
+import { writePng } from '../src/png.js';
 import { parseStar, readParticles } from '../src/star.js';
 
 /**
@@ -29,9 +32,13 @@ interface Outcome {
  * Runs the command and resolves when it exits. `onStderr` is called with the stderr text
  * so far after each chunk, and with the child process, so that it can send a signal.
  */
-function classify2d(args: string[], onStderr?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Outcome> {
+function classify2d(
+  args: string[],
+  onStderr?: (text: string, child: ReturnType<typeof spawn>) => void,
+  options: Pick<SpawnOptions, 'uid' | 'gid'> = {},
+): Promise<Outcome> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...options });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -42,6 +49,22 @@ function classify2d(args: string[], onStderr?: (text: string, child: ReturnType<
     child.on('error', reject);
     child.on('close', (status, signal) => resolve({ status, signal, stdout, stderr }));
   });
+}
+
+/**
+ * Runs the command in this process through main(), for checks that end before the worker
+ * starts. `interrupt` stands for the signal that the process would have received.
+ */
+async function classify2dInProcess(args: string[], interrupt = new AbortController().signal): Promise<Outcome> {
+  let stdout = '';
+  let stderr = '';
+  const status = await main(args, {
+    stdout: { write: (text) => ((stdout += text), true) },
+    stderr: { write: (text) => ((stderr += text), true) },
+    log: (message) => (stderr += `${message}\n`),
+    interrupt,
+  });
+  return { status, signal: null, stdout, stderr };
 }
 
 function readJson(path: string): Record<string, any> {
@@ -104,6 +127,149 @@ describe('classify2d command line', () => {
     expect(batch.status).toBe(2);
     expect(batch.stderr).toContain('--batch-size is 100');
     expect(existsSync(join(folder, 'x')), 'output folder').toBe(false);
+  });
+
+  it('help wins over other mistakes', async () => {
+    const invalid = await classify2dInProcess(['reconstruct', '--rotations', 'abc', '--help']);
+    expect(invalid.status, invalid.stderr).toBe(0);
+    expect(invalid.stdout).toContain('usage: classify2d reconstruct');
+    const short = await classify2dInProcess(['simulate', '-h']);
+    expect(short.status, short.stderr).toBe(0);
+    expect(short.stdout).toContain('usage: classify2d simulate');
+    const topic = await classify2dInProcess(['help', 'score']);
+    expect(topic.status, topic.stderr).toBe(0);
+    expect(topic.stdout).toContain('usage: classify2d score <truth.mrc> <result.mrc> [--pixel-size ANGSTROM]');
+  });
+
+  it('help lines fit 88 columns', async () => {
+    for (const args of [['--help'], ['reconstruct', '--help'], ['simulate', '--help'], ['score', '--help'], ['info', '--help']]) {
+      const { stdout } = await classify2dInProcess(args);
+      const long = stdout.split('\n').filter((line) => [...line].length > 88);
+      expect(long, `${args.join(' ')}`).toEqual([]);
+    }
+  });
+
+  it('rejects a flag given twice', async () => {
+    const out = join(folder, 'twice');
+    const rotations = await classify2dInProcess(['reconstruct', join(data, 'stack.mrcs'), '--out', out, '--rotations', '8', '--rotations', '9']);
+    expect(rotations.status).toBe(2);
+    expect(rotations.stderr).toContain("--rotations is given 2 times ('8', '9'); give it once");
+    const hyper = await classify2dInProcess([
+      'reconstruct', join(data, 'stack.mrcs'), '--out', out, '--optimiser-option', 'momentum=0.5', '--optimiser-option', 'momentum=0.6',
+    ]);
+    expect(hyper.status).toBe(2);
+    expect(hyper.stderr).toContain('--optimiser-option sets momentum twice (0.5 and 0.6)');
+    expect(existsSync(out), 'output folder').toBe(false);
+  });
+
+  it('names flags inside option messages', async () => {
+    const outcome = await classify2dInProcess(['reconstruct', join(data, 'stack.mrcs'), '--out', join(folder, 'x'), '--shift-range', '0.5']);
+    expect(outcome.status).toBe(2);
+    expect(outcome.stderr).toContain('--shift-range is 0.5; it must be 0 or at least --shift-step (1 pixels)');
+  });
+
+  it('rejects --out naming a file', async () => {
+    const file = join(folder, 'a-file');
+    writeFileSync(file, 'kept');
+    const outcome = await classify2dInProcess(['simulate', MANDRILL, '--n', '4', '--snr', '1', '--size', '8', '--out', file]);
+    expect(outcome.status).toBe(2);
+    expect(outcome.stderr).toContain(`--out ${file} is an existing file, not a folder`);
+    expect(readFileSync(file, 'utf8')).toBe('kept');
+  });
+
+  it('rejects an unwritable --out', async () => {
+    const locked = join(folder, 'locked');
+    mkdirSync(locked);
+    chmodSync(locked, 0o555);
+    // Root writes through the mode bits, so as root the command runs as the unprivileged
+    // user 65534 (nobody), which needs to reach the stack through the test's folder.
+    const root = process.getuid?.() === 0;
+    if (root) chmodSync(folder, 0o755);
+    const outcome = await classify2d(['reconstruct', join(data, 'stack.mrcs'), '--out', locked, ...GRID], undefined, root ? { uid: 65534, gid: 65534 } : {});
+    expect(outcome.status, outcome.stderr).toBe(2);
+    expect(outcome.stderr).toContain(`--out ${locked} is not writable`);
+  });
+
+  it('rejects a constant stack early', async () => {
+    const stack = join(folder, 'constant.mrcs');
+    writeFileSync(stack, writeMrc(new Float32Array(6 * 16 * 16).fill(1), 16, 16, 6));
+    const out = join(folder, 'constant');
+    const outcome = await classify2dInProcess(['reconstruct', stack, '--out', out, ...GRID]);
+    expect(outcome.status).toBe(1);
+    expect(outcome.stderr).toContain(`${stack}: all 6 images are constant`);
+    expect(existsSync(out), 'output folder').toBe(false);
+  });
+
+  it('interrupt before the worker writes nothing', async () => {
+    const out = join(folder, 'early');
+    const controller = new AbortController();
+    controller.abort(new InterruptError('SIGTERM'));
+    const outcome = await classify2dInProcess(['reconstruct', join(data, 'stack.mrcs'), '--out', out, ...GRID], controller.signal);
+    expect(outcome.status, 'status after SIGTERM').toBe(143);
+    expect(outcome.stderr).toContain('nothing was written');
+    expect(existsSync(out), 'output folder').toBe(false);
+  });
+
+  it('context installs handlers when read', () => {
+    const before = process.listeners('SIGINT');
+    const context = processContext();
+    expect(process.listenerCount('SIGINT'), 'SIGINT listeners before reading interrupt').toBe(before.length);
+    expect(context.interrupt.aborted).toBe(false);
+    const added = process.listeners('SIGINT').filter((listener) => !before.includes(listener));
+    expect(added, 'SIGINT listeners added by reading interrupt').toHaveLength(1);
+    for (const listener of added) {
+      process.removeListener('SIGINT', listener);
+      process.removeListener('SIGTERM', listener);
+    }
+  });
+
+  it('simulate rejects a constant picture', async () => {
+    const picture = join(folder, 'flat.png');
+    writeFileSync(picture, writePng(new Float32Array(12 * 10).fill(0.3), 12, 10));
+    const out = join(folder, 'flat');
+    const outcome = await classify2dInProcess(['simulate', picture, '--n', '4', '--snr', '1', '--out', out]);
+    expect(outcome.status).toBe(1);
+    expect(outcome.stderr).toContain(`${picture}: every pixel of the picture is`);
+    expect(existsSync(out), 'output folder').toBe(false);
+  });
+
+  it('bad files exit with status 1', async () => {
+    const rectangle = join(folder, 'rectangle.mrc');
+    writeFileSync(rectangle, writeMrc(Float32Array.from({ length: 16 * 12 }, (_, i) => i), 16, 12, 1));
+    const outcome = await classify2dInProcess(['score', join(data, 'truth.mrc'), rectangle]);
+    expect(outcome.status).toBe(1);
+    expect(outcome.stderr).toContain(`${rectangle} is 16 × 12 pixels; both images must be square`);
+    const missing = await classify2dInProcess(['info', join(folder, 'missing.mrc')]);
+    expect(missing.status, 'info on a missing file').toBe(1);
+    expect(missing.stderr).toContain(`cannot read ${join(folder, 'missing.mrc')}`);
+  });
+
+  it('score writes no resolution as Infinity', async () => {
+    const size = 16;
+    const blob = Float32Array.from({ length: size * size }, (_, q) => Math.exp(-(((q % size) - 8) ** 2 + (Math.floor(q / size) - 5) ** 2) / 8));
+    let state = 26;
+    const noise = Float32Array.from({ length: size * size }, () => (state = (state * 16807) % 2147483647) / 2147483647 - 0.8);
+    const truth = join(folder, 'blob.mrc');
+    const result = join(folder, 'noise.mrc');
+    writeFileSync(truth, writeMrc(blob, size, size, 1, { pixelSize: 2 }));
+    writeFileSync(result, writeMrc(noise, size, size, 1, { pixelSize: 2 }));
+    const outcome = await classify2dInProcess(['score', truth, result]);
+    expect(outcome.status, outcome.stderr).toBe(0);
+    const scored = JSON.parse(outcome.stdout);
+    // Ring 0 of the FRC compares the means, whose signs differ, and with this seed ring 1
+    // is below 0.5 too. So the FRC crosses 0.5 at 0 cycles per pixel: nothing is resolved.
+    expect(scored.crossing05).toBe(0);
+    expect(scored.resolution05Angstrom).toBe('Infinity');
+  });
+
+  it('score checks the field of view', async () => {
+    const truth = readMrc(new Uint8Array(readFileSync(join(data, 'truth.mrc'))));
+    const finer = join(folder, 'finer.mrc');
+    writeFileSync(finer, writeMrc(truth.data, 16, 16, 1, { pixelSize: 1 }));
+    const outcome = await classify2dInProcess(['score', join(data, 'truth.mrc'), finer]);
+    expect(outcome.status, outcome.stderr).toBe(0);
+    expect(outcome.stderr).toContain('(40.00 Å wide)');
+    expect(outcome.stderr).toContain('(16.00 Å wide)');
   });
 
   it('simulate writes the stack and the truth', async () => {
@@ -232,9 +398,13 @@ describe('classify2d command line', () => {
 
   it('writes the template reached when interrupted', async () => {
     const out = join(folder, 'interrupted');
+    // Files of an earlier run, which --force replaces or removes.
+    mkdirSync(out);
+    writeFileSync(join(out, 'poses.star'), 'earlier');
+    writeFileSync(join(out, 'halves.mrcs'), 'earlier');
     let sent = false;
     const outcome = await classify2d(
-      ['reconstruct', join(data, 'stack.mrcs'), '--out', out, ...GRID, '--epochs', '50', '--batch-size', '2'],
+      ['reconstruct', join(data, 'stack.mrcs'), '--out', out, ...GRID, '--epochs', '50', '--batch-size', '2', '--force'],
       (text, child) => {
         if (!sent && /step [1-9]\d*\//.test(text)) {
           sent = true;
@@ -251,5 +421,30 @@ describe('classify2d command line', () => {
     const template = readMrc(new Uint8Array(readFileSync(join(out, 'template.mrc'))));
     expect(template.data.every((value) => Number.isFinite(value))).toBe(true);
     expect(existsSync(join(out, 'poses.star')), 'poses.star of an interrupted run').toBe(false);
+    expect(existsSync(join(out, 'halves.mrcs')), 'halves.mrcs of the earlier run').toBe(false);
+  });
+
+  it('second interrupt kills at once', async () => {
+    const out = join(folder, 'killed');
+    let first = false;
+    let second = false;
+    // Many Jensen passes keep the worker in its initialisation, inside Dawn, at both signals.
+    const outcome = await classify2d(
+      ['reconstruct', join(data, 'stack.mrcs'), '--out', out, ...GRID, '--jensen-iterations', '50'],
+      (text, child) => {
+        if (!first && text.includes('pixels from')) {
+          first = true;
+          child.kill('SIGINT');
+        }
+        if (!second && text.includes('interrupted')) {
+          second = true;
+          child.kill('SIGINT');
+        }
+      },
+    );
+    expect(second, 'the first interrupt was reported').toBe(true);
+    expect(outcome.signal, outcome.stderr).toBe('SIGINT');
+    expect(outcome.stderr).toContain('stopping after the initialisation and the first step');
+    expect(existsSync(join(out, 'template.mrc')), 'template.mrc').toBe(false);
   });
 });

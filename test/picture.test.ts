@@ -89,6 +89,10 @@ describe('templateFromPicture', () => {
 
   it('rejects a constant or non-finite picture', () => {
     expect(() => templateFromPicture(new Float32Array(100).fill(3), 10, 10, 5)).toThrow('constant inside the mask');
+    // Contrast only in the corners, which the disc mask removes.
+    const corners = new Float32Array(1600).fill(0.3);
+    for (const q of [0, 39, 1560, 1599]) corners[q] = 1;
+    expect(() => templateFromPicture(corners, 40, 40, 20)).toThrow('constant inside the mask');
     const bad = picture.slice();
     bad[5 * width + 15] = NaN;
     expect(() => templateFromPicture(bad, width, height, 10)).toThrow(PngError);

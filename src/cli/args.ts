@@ -28,6 +28,8 @@ export interface Flag {
   help: string;
   /** Placeholder for the value in the help text, such as N or DIR. */
   value?: string;
+  /** One-letter alias, such as 'h' for -h. */
+  short?: string;
   /** Allowed values of a string flag. */
   choices?: readonly string[];
   required?: boolean;
@@ -54,27 +56,38 @@ export interface CommandSpec {
   notes?: readonly string[];
 }
 
-const HELP_FLAG: Flag = { name: 'help', kind: 'boolean', help: 'Print this help and exit.' };
+const HELP_FLAG: Flag = { name: 'help', short: 'h', kind: 'boolean', help: 'Print this help and exit.' };
 
 /**
- * Parses a subcommand's arguments. `--help` is always accepted; the caller checks for it
- * before looking at the other values.
- * @throws UsageError for an unknown flag, a missing value, the wrong number of positional
- *   arguments, a number that does not parse, or a value outside a flag's choices
+ * Parses a subcommand's arguments. `--help` (or `-h`) before any `--` wins over every other
+ * argument, so that it prints the help even in a command line with mistakes. The caller
+ * checks for it before looking at the other values.
+ * @throws UsageError for an unknown flag, a missing value, a flag other than a list given
+ *   more than once, the wrong number of positional arguments, a number that does not parse,
+ *   or a value outside a flag's choices
  */
 export function parseCommand(spec: CommandSpec, args: readonly string[]): ParsedCommand {
+  const end = args.indexOf('--');
+  const options = end < 0 ? args : args.slice(0, end);
+  if (options.includes('--help') || options.includes('-h')) {
+    return { positionals: [], values: new Map([['help', true]]) };
+  }
+
   const flags = [...spec.flags, HELP_FLAG];
-  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {};
+  const config: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {};
   for (const flag of flags) {
-    options[flag.name] = { type: flag.kind === 'boolean' ? 'boolean' : 'string', multiple: flag.kind === 'list' };
+    config[flag.name] = { type: flag.kind === 'boolean' ? 'boolean' : 'string', multiple: flag.kind === 'list' };
+    // parseArgs rejects a short property that is present but undefined.
+    if (flag.short !== undefined) config[flag.name].short = flag.short;
   }
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: [...args], options: config, allowPositionals: true, strict: true, tokens: true });
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     throw new UsageError(spec.name, `classify2d ${spec.name}: ${message.replace(/\s+/g, ' ').trim()}`);
   }
+  rejectRepeatedFlags(spec, flags, parsed.tokens ?? []);
 
   const values = new Map<string, FlagValue>();
   for (const flag of flags) {
@@ -82,7 +95,6 @@ export function parseCommand(spec: CommandSpec, args: readonly string[]): Parsed
     if (raw === undefined) continue;
     values.set(flag.name, convert(spec.name, flag, raw as string | boolean | string[]));
   }
-  if (values.get('help') === true) return { positionals: parsed.positionals, values };
 
   for (const flag of spec.flags) {
     if (flag.required && !values.has(flag.name)) {
@@ -98,6 +110,23 @@ export function parseCommand(spec: CommandSpec, args: readonly string[]): Parsed
     );
   }
   return { positionals: parsed.positionals, values };
+}
+
+/** Raises for a flag other than a list that is given more than once, because parseArgs would keep only the last value. */
+function rejectRepeatedFlags(spec: CommandSpec, flags: readonly Flag[], tokens: NonNullable<ReturnType<typeof parseArgs>['tokens']>): void {
+  for (const flag of flags) {
+    if (flag.kind === 'list') continue;
+    const given: string[] = [];
+    for (const token of tokens) {
+      if (token.kind !== 'option' || token.name !== flag.name) continue;
+      given.push(token.value === undefined ? token.rawName : `'${token.value}'`);
+    }
+    if (given.length < 2) continue;
+    throw new UsageError(
+      spec.name,
+      `classify2d ${spec.name}: --${flag.name} is given ${given.length} times (${given.join(', ')}); give it once`,
+    );
+  }
 }
 
 function convert(command: string, flag: Flag, raw: string | boolean | string[]): FlagValue {
@@ -116,10 +145,10 @@ function convert(command: string, flag: Flag, raw: string | boolean | string[]):
 }
 
 /** Width that help text is wrapped to. */
-const HELP_WIDTH = 88;
+export const HELP_WIDTH = 88;
 
 /** Wraps text at spaces to lines of at most `width` characters, indenting every line after the first. */
-function wrap(text: string, width: number, indent: number): string {
+export function wrap(text: string, width: number, indent: number): string {
   const lead = /^ */.exec(text)![0];
   const lines: string[] = [];
   let line = lead;
@@ -142,7 +171,8 @@ export function formatHelp(spec: CommandSpec): string {
   const flags = [...spec.flags, HELP_FLAG];
   const names = flags.map((flag) => {
     const placeholder = flag.kind === 'boolean' ? '' : ` ${flag.value ?? (flag.kind === 'string' ? 'NAME' : 'N')}`;
-    return `  --${flag.name}${placeholder}`;
+    const short = flag.short === undefined ? '' : `, -${flag.short}`;
+    return `  --${flag.name}${placeholder}${short}`;
   });
   const width = Math.max(...names.map((name) => name.length)) + 2;
   const lines = [`usage: classify2d ${spec.usage}`, '', wrap(spec.summary, HELP_WIDTH, 0), '', 'options:'];

@@ -3,7 +3,7 @@
  * writing its outputs without leaving half-written files.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { extname, join, relative, resolve } from 'node:path';
 
 import { checkImages, imagesOf, MrcError, readMrc, type MrcFile } from '../mrc.js';
@@ -175,6 +175,12 @@ export interface LoadedPicture {
   kind: 'png' | 'mrc';
 }
 
+/** Returns whether every value equals the first, as in a picture with no contrast. */
+export function isConstant(values: ArrayLike<number>): boolean {
+  for (let i = 1; i < values.length; i++) if (values[i] !== values[0]) return false;
+  return true;
+}
+
 /** Reads a PNG (as luma in [0, 1]) or an MRC file's first image. */
 export async function loadPicture(path: string): Promise<LoadedPicture> {
   const bytes = await readBytes(path);
@@ -193,18 +199,48 @@ export async function loadPicture(path: string): Promise<LoadedPicture> {
 }
 
 /**
- * Creates the output folder and checks that none of the files about to be written exists,
- * so that an earlier run's results are never replaced by accident.
- * @throws UsageError naming the first existing file, unless force is set
+ * Creates the output folder and checks that this process can write in it and that none of
+ * the files about to be written exists. So an earlier run's results are never replaced by
+ * accident, and a folder that rejects writes stops the command before the run, not after.
+ * @throws UsageError naming --out when it is an existing file, cannot be created or cannot
+ *   be written in, or naming the first existing file, unless force is set
  */
 export async function prepareOutputFolder(command: string, folder: string, names: readonly string[], force: boolean): Promise<void> {
-  await mkdir(folder, { recursive: true });
+  const invalid = (reason: string) =>
+    new UsageError(command, `classify2d ${command}: --out ${folder} ${reason}; choose another --out`);
+  const existing = await stat(folder).catch(() => undefined);
+  if (existing !== undefined && !existing.isDirectory()) throw invalid('is an existing file, not a folder');
+  try {
+    await mkdir(folder, { recursive: true });
+  } catch (error) {
+    throw invalid(`cannot be created (${(error as Error).message})`);
+  }
+  // Writing a file tests what the run does at its end. access() would check the real
+  // user id, not the effective one that the writes use.
+  const probe = join(folder, `.classify2d-write-test-${process.pid}`);
+  try {
+    await writeFile(probe, '');
+    await rm(probe, { force: true });
+  } catch (error) {
+    throw invalid(`is not writable (${(error as Error).message})`);
+  }
   if (force) return;
   for (const name of names) {
     const path = join(folder, name);
     if (existsSync(path)) {
       throw new UsageError(command, `classify2d ${command}: ${path} already exists; pass --force to replace it, or choose another --out`);
     }
+  }
+}
+
+/**
+ * Removes the files of `names` in the folder that this run did not write, so that after a
+ * run with --force no file of an earlier run sits beside the new results. The caller runs
+ * it after writing its own files.
+ */
+export async function removeStaleOutputs(folder: string, names: readonly string[], written: readonly string[]): Promise<void> {
+  for (const name of names) {
+    if (!written.includes(name)) await rm(join(folder, name), { force: true });
   }
 }
 

@@ -9,8 +9,9 @@ import { extname, resolve } from 'node:path';
 import { checkImages, readMrc } from '../mrc.js';
 import { readPng } from '../png.js';
 import { parseStar, readParticles, resolveStackPath, StarError } from '../star.js';
-import { UsageError, type CommandSpec, type ParsedCommand } from './args.js';
+import type { CommandSpec, ParsedCommand } from './args.js';
 import type { CommandContext } from './context.js';
+import { formatJson } from './json.js';
 
 export const infoCommand: CommandSpec = {
   name: 'info',
@@ -120,10 +121,10 @@ export async function runInfo(parsed: ParsedCommand, context: CommandContext): P
   try {
     bytes = new Uint8Array(await readFile(path));
   } catch (error) {
-    throw new UsageError('info', `classify2d info: cannot read ${path}: ${(error as Error).message}`);
+    throw new Error(`cannot read ${path}: ${(error as Error).message}`);
   }
   const extension = extname(path).toLowerCase();
   const info = extension === '.star' ? starInfo(path, bytes) : extension === '.png' ? pngInfo(path, bytes) : await mrcInfo(path, bytes);
-  context.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
+  context.stdout.write(formatJson(info));
   return 0;
 }

@@ -3,7 +3,7 @@
  * Exit status: 0 done, 1 failed (a bad file or a failed run), 2 invalid command line,
  * 130 interrupted (after writing what was finished).
  */
-import { formatHelp, parseCommand, UsageError, type CommandSpec, type ParsedCommand } from './args.js';
+import { formatHelp, HELP_WIDTH, parseCommand, UsageError, wrap, type CommandSpec, type ParsedCommand } from './args.js';
 import type { CommandContext } from './context.js';
 import { infoCommand, runInfo } from './info.js';
 import { reconstructCommand, runReconstruct } from './reconstruct.js';
@@ -26,9 +26,10 @@ const COMMANDS: readonly Command[] = [
 function topLevelHelp(): string {
   const width = Math.max(...COMMANDS.map((command) => command.spec.name.length)) + 4;
   return [
-    `classify2d ${packageVersion()}: 2-D templates from noisy images with unknown rotation, shift and scale, on WebGPU.`,
+    wrap(`classify2d ${packageVersion()}: 2-D templates from noisy images with unknown rotation, shift and scale, on WebGPU.`, HELP_WIDTH, 0),
     '',
     'usage: classify2d <command> [arguments]',
+    '       classify2d help <command>',
     '',
     'commands:',
     ...COMMANDS.map(({ spec }) => `  ${spec.name.padEnd(width)}${spec.summary.split('. ')[0].replace(/\.$/, '')}.`),
@@ -44,6 +45,11 @@ function topLevelHelp(): string {
  */
 export async function main(args: readonly string[], context: CommandContext): Promise<number> {
   const [name, ...rest] = args;
+  const helpTopic = name === 'help' ? COMMANDS.find((candidate) => candidate.spec.name === rest[0]) : undefined;
+  if (helpTopic !== undefined) {
+    context.stdout.write(formatHelp(helpTopic.spec));
+    return 0;
+  }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     context.stdout.write(topLevelHelp());
     return name === undefined ? 2 : 0;

@@ -14,8 +14,9 @@ import { resolutionAngstrom } from '../metrics.js';
 import { writeParticleStar } from '../star.js';
 import type { AdapterDescription } from '../node-gpu.js';
 import { booleanFlag, listFlag, numberFlag, stringFlag, UsageError, type CommandSpec, type Flag, type ParsedCommand } from './args.js';
-import type { CommandContext } from './context.js';
-import { imageName, loadStack, prepareOutputFolder, writeOutput, type LoadedStack } from './files.js';
+import { interruptExitStatus, type CommandContext } from './context.js';
+import { imageName, loadStack, prepareOutputFolder, removeStaleOutputs, writeOutput, type LoadedStack } from './files.js';
+import { formatJson } from './json.js';
 import { ProgressBar } from './progress.js';
 import { packageVersion } from './version.js';
 
@@ -65,11 +66,12 @@ export const reconstructCommand: CommandSpec = {
     { name: 'split-half', kind: 'boolean', help: 'Also reconstruct two random halves and report their FRC (three times the work).' },
     { name: 'pixel-size', kind: 'number', value: 'ANGSTROM', help: 'Pixel size in Å, replacing the one in the files (default: from the files, else 1).' },
     { name: 'drop-bad-images', kind: 'boolean', help: 'Leave out images with a NaN or infinite pixel instead of stopping.' },
-    { name: 'force', kind: 'boolean', help: 'Replace results already in DIR.' },
+    { name: 'force', kind: 'boolean', help: "Replace results already in DIR, and remove an earlier run's files that this run does not write." },
   ],
   notes: [
-    'Ctrl-C stops the run after its current step and writes the template reached so far, with ' +
-      '"cancelled": true in report.json; a second Ctrl-C quits at once. poses.star holds each ' +
+    'Ctrl-C (or SIGTERM) stops the run after its current step and writes the template reached so far, with ' +
+      '"cancelled": true in report.json; the initialisation before the first step runs to its end. ' +
+      'A second Ctrl-C quits at once. poses.star holds each ' +
       "image's most probable pose: psi in degrees, origins in Å, the pose scale in _classify2dScale " +
       'and its posterior weight in _rlnMaxValueProbDistribution.',
   ],
@@ -91,6 +93,9 @@ function optionsOf(parsed: ParsedCommand): ReconstructionOptions {
     if (!match || !Number.isFinite(value)) {
       throw new UsageError('reconstruct', `classify2d reconstruct: --optimiser-option is '${entry}'; it must be NAME=NUMBER, such as momentum=0.5`);
     }
+    if (match[1] in hyper) {
+      throw new UsageError('reconstruct', `classify2d reconstruct: --optimiser-option sets ${match[1]} twice (${hyper[match[1]]} and ${value}); set it once`);
+    }
     hyper[match[1]] = value;
   }
   if (Object.keys(hyper).length > 0) options.optimiserOptions = hyper;
@@ -106,6 +111,13 @@ function validateOptions(options: ReconstructionOptions, stack: LoadedStack): Re
     let message = error.message;
     for (const flag of OPTION_FLAGS) message = message.replace(new RegExp(`\\boption ${flag.option}\\b`), `--${flag.name}`);
     message = message.replace(/\boption refineRotations\b/, '--no-refine-rotations').replace(/\boption splitHalf\b/, '--split-half');
+    // Options named inside the message, such as "at least shiftStep" or "when scales > 1".
+    // Only camel-case names are replaced everywhere, because words such as "optimiser" also
+    // appear in plain text.
+    for (const flag of OPTION_FLAGS) {
+      if (/[A-Z]/.test(flag.option)) message = message.replace(new RegExp(`\\b${flag.option}\\b`, 'g'), `--${flag.name}`);
+    }
+    message = message.replace(/\bwhen scales\b/, 'when --scales').replace(/\bsplitHalf is set\b/, '--split-half is given');
     throw new UsageError('reconstruct', `classify2d reconstruct: ${message}`);
   }
 }
@@ -121,6 +133,9 @@ function plainOptions(resolved: ResolvedOptions): Record<string, unknown> {
 }
 
 export async function runReconstruct(parsed: ParsedCommand, context: CommandContext): Promise<number> {
+  // Reading the signal installs the Ctrl-C handlers, so that a Ctrl-C while the input is
+  // read ends the command cleanly, with nothing written.
+  const interrupt = context.interrupt;
   const started = new Date();
   const input = parsed.positionals[0];
   const out = resolve(stringFlag(parsed, 'out')!);
@@ -135,6 +150,9 @@ export async function runReconstruct(parsed: ParsedCommand, context: CommandCont
   const readSeconds = (performance.now() - readStart) / 1000;
   for (const warning of stack.warnings) context.log(`warning: ${warning}`);
   if (stack.dropped.length > 0) context.log(`left out ${stack.dropped.length} images with NaN or infinite pixels`);
+  if (stack.constant.length === stack.count) {
+    throw new Error(`${input}: all ${stack.count} images are constant, so there is nothing to reconstruct`);
+  }
   if (stack.constant.length > 0) context.log(`warning: ${stack.constant.length} images are constant and carry no signal`);
   const resolved = validateOptions(options, stack);
   let pixelSize = pixelSizeFlag ?? stack.pixelSize;
@@ -142,7 +160,12 @@ export async function runReconstruct(parsed: ParsedCommand, context: CommandCont
     context.log(`warning: ${input} gives no pixel size; writing 1 Å per pixel (set it with --pixel-size)`);
     pixelSize = 1;
   }
-  await prepareOutputFolder('reconstruct', out, OUTPUTS, booleanFlag(parsed, 'force'));
+  if (interrupt.aborted) {
+    context.log('interrupted before the reconstruction started; nothing was written');
+    return interruptExitStatus(interrupt);
+  }
+  const force = booleanFlag(parsed, 'force');
+  await prepareOutputFolder('reconstruct', out, OUTPUTS, force);
 
   const worker = await createNodeReconstructor();
   const bar = new ProgressBar(context.stderr, resolved.maxEpochs);
@@ -151,8 +174,17 @@ export async function runReconstruct(parsed: ParsedCommand, context: CommandCont
   let adapter: AdapterDescription | undefined;
   let result: ReconstructionResult | undefined;
   const runStart = performance.now();
-  const stopOnInterrupt = () => bar.log('interrupted: stopping after the current step (Ctrl-C again quits at once)');
-  context.interrupt.addEventListener('abort', stopOnInterrupt, { once: true });
+  let stepped = false;
+  // The worker checks the signal only after each step, so the initialisation before the
+  // first step runs to its end.
+  const stopOnInterrupt = () =>
+    bar.log(
+      stepped
+        ? 'interrupted: stopping after the current step (a second Ctrl-C quits at once)'
+        : 'interrupted: stopping after the initialisation and the first step (a second Ctrl-C quits at once)',
+    );
+  if (interrupt.aborted) stopOnInterrupt();
+  else interrupt.addEventListener('abort', stopOnInterrupt, { once: true });
   try {
     adapter = await worker.adapter();
     context.log(`adapter: ${adapter.description || adapter.device} (${adapter.vendor}, ${adapter.architecture})`);
@@ -162,8 +194,9 @@ export async function runReconstruct(parsed: ParsedCommand, context: CommandCont
       { images: stack.images, size: stack.size },
       { ...options, snapshotEvery },
       {
-        signal: context.interrupt,
+        signal: interrupt,
         onProgress: (progress) => {
+          stepped = true;
           bar.update(progress);
           if (progress.template && progress.phase === 'full') snapshot = progress.template;
           if (progress.phase === 'full') epochSeconds[progress.epoch - 1] = progress.elapsedSeconds;
@@ -179,17 +212,17 @@ export async function runReconstruct(parsed: ParsedCommand, context: CommandCont
       template: snapshot ? 'template.partial.mrc' : null,
     };
     if (snapshot) await writeOutput(join(out, 'template.partial.mrc'), writeMrc(snapshot, stack.size, stack.size, 1, { pixelSize }));
-    await writeOutput(join(out, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+    await writeOutput(join(out, 'report.json'), formatJson(report));
     context.log(`the run failed; ${snapshot ? 'the last template snapshot is in template.partial.mrc, and ' : ''}report.json records the error`);
     throw error;
   } finally {
-    context.interrupt.removeEventListener('abort', stopOnInterrupt);
+    interrupt.removeEventListener('abort', stopOnInterrupt);
     await worker.terminate();
   }
   const runSeconds = (performance.now() - runStart) / 1000;
 
   const writeStart = performance.now();
-  const written = await writeResults(out, stack, result, pixelSize);
+  const written = [...(await writeResults(out, stack, result, pixelSize)), 'report.json'];
   const report = {
     ...reportHeader(started, input, stack, pixelSize, resolved, adapter),
     cancelled: result.cancelled,
@@ -207,13 +240,16 @@ export async function runReconstruct(parsed: ParsedCommand, context: CommandCont
       epochEndSeconds: epochSeconds.slice(0, result.epochs),
       writeSeconds: (performance.now() - writeStart) / 1000,
     },
-    outputs: [...written, 'report.json'],
+    outputs: written,
   };
-  await writeOutput(join(out, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+  await writeOutput(join(out, 'report.json'), formatJson(report));
+  // Only a finished or stopped run removes an earlier run's files. A failed one keeps
+  // them, because they may be the only results.
+  if (force) await removeStaleOutputs(out, OUTPUTS, written);
   const state = result.cancelled ? 'cancelled' : result.converged ? 'converged' : 'stopped at the epoch limit';
   context.log(`${state} after ${result.epochs} epochs in ${runSeconds.toFixed(1)} s; σ ${result.sigma.toPrecision(4)}`);
-  context.log(`wrote ${[...written, 'report.json'].map((name) => join(out, name)).join(', ')}`);
-  return result.cancelled ? 130 : 0;
+  context.log(`wrote ${written.map((name) => join(out, name)).join(', ')}`);
+  return result.cancelled ? interruptExitStatus(interrupt) : 0;
 }
 
 function reportHeader(

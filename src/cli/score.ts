@@ -6,11 +6,12 @@ import { resolutionAngstrom, scoreTemplate, type TemplateScore } from '../metric
 import { resizeImage } from '../picture.js';
 import { numberFlag, UsageError, type CommandSpec, type ParsedCommand } from './args.js';
 import type { CommandContext } from './context.js';
-import { loadPicture } from './files.js';
+import { isConstant, loadPicture, type LoadedPicture } from './files.js';
+import { formatJson } from './json.js';
 
 export const scoreCommand: CommandSpec = {
   name: 'score',
-  usage: 'score <truth.mrc> <result.mrc> [--pixel-size A]',
+  usage: 'score <truth.mrc> <result.mrc> [--pixel-size ANGSTROM]',
   summary:
     'Scores a reconstruction against the truth. The result is aligned onto the truth over rotation, shift ' +
     'and scale, and the Pearson r after alignment, the pose found and the Fourier ring correlation with its ' +
@@ -55,6 +56,22 @@ export function scoreReport(score: TemplateScore, pixelSize: number): ScoreRepor
   };
 }
 
+/**
+ * Warns when both files give a pixel size and their boxes cover different widths in Å,
+ * because the resize to the truth's box assumes that both cover the same field of view.
+ */
+function warnOnFieldOfView(context: CommandContext, truthPath: string, truth: LoadedPicture, resultPath: string, result: LoadedPicture): void {
+  if (truth.pixelSize === null || result.pixelSize === null) return;
+  const truthWidth = truth.width * truth.pixelSize;
+  const resultWidth = result.width * result.pixelSize;
+  if (Math.abs(truthWidth - resultWidth) <= 0.01 * truthWidth) return;
+  context.log(
+    `warning: ${truthPath} is ${truth.width} pixels of ${truth.pixelSize} Å (${truthWidth.toPrecision(4)} Å wide), but ` +
+      `${resultPath} is ${result.width} pixels of ${result.pixelSize} Å (${resultWidth.toPrecision(4)} Å wide); ` +
+      "the result is resized to the truth's box all the same",
+  );
+}
+
 export async function runScore(parsed: ParsedCommand, context: CommandContext): Promise<number> {
   const [truthPath, resultPath] = parsed.positionals;
   const pixelSizeFlag = numberFlag(parsed, 'pixel-size');
@@ -65,13 +82,17 @@ export async function runScore(parsed: ParsedCommand, context: CommandContext): 
   const result = await loadPicture(resultPath);
   for (const [path, picture] of [[truthPath, truth], [resultPath, result]] as const) {
     if (picture.width !== picture.height) {
-      throw new UsageError('score', `classify2d score: ${path} is ${picture.width} × ${picture.height} pixels; both images must be square`);
+      throw new Error(`${path} is ${picture.width} × ${picture.height} pixels; both images must be square`);
+    }
+    if (isConstant(picture.image)) {
+      throw new Error(`${path}: every pixel is ${picture.image[0]}, so the image has no contrast to align`);
     }
   }
+  warnOnFieldOfView(context, truthPath, truth, resultPath, result);
   const size = truth.width;
   const estimate = result.width === size ? result.image : resizeImage(result.image, result.width, size);
   const score = scoreTemplate(truth.image, estimate, size);
   const report = scoreReport(score, pixelSizeFlag ?? truth.pixelSize ?? 1);
-  context.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  context.stdout.write(formatJson(report));
   return 0;
 }

@@ -12,7 +12,8 @@ import { writeParticleStar } from '../star.js';
 import { simulateStack, type SimulatedStack } from '../synthetic.js';
 import { booleanFlag, numberFlag, stringFlag, UsageError, type CommandSpec, type ParsedCommand } from './args.js';
 import type { CommandContext } from './context.js';
-import { loadPicture, prepareOutputFolder, writeOutput } from './files.js';
+import { isConstant, loadPicture, prepareOutputFolder, writeOutput } from './files.js';
+import { formatJson } from './json.js';
 import { packageVersion } from './version.js';
 
 /** Box side of a template made from a PNG when --size is not given. */
@@ -32,7 +33,11 @@ export const simulateCommand: CommandSpec = {
     { name: 'n', kind: 'integer', required: true, help: 'Number of images.' },
     { name: 'snr', kind: 'number', value: 'S', required: true, help: "Signal-to-noise ratio: the template's pixel variance over σ²." },
     { name: 'out', kind: 'string', value: 'DIR', required: true, help: 'Folder for the files, created if missing.' },
-    { name: 'size', kind: 'integer', help: `Box side of the template, pixels (default ${DEFAULT_PNG_SIZE} for a PNG, the file's own for an MRC).` },
+    {
+      name: 'size',
+      kind: 'integer',
+      help: `Box side of the template, pixels (default for a PNG: its shorter side, at most ${DEFAULT_PNG_SIZE}; for an MRC: its own).`,
+    },
     { name: 'shift-sd', kind: 'number', value: 'PIXELS', help: 'Standard deviation of the Gaussian shifts (default 5 % of the box).' },
     { name: 'scale-half-range', kind: 'number', value: 'E', help: 'Scales drawn from U[1 − E, 1 + E] (default 0.05).' },
     { name: 'pixel-size', kind: 'number', value: 'ANGSTROM', help: "Pixel size written to the files, Å (default: the MRC's, else 1)." },
@@ -74,14 +79,28 @@ export async function runSimulate(parsed: ParsedCommand, context: CommandContext
   if (seed < 0) throw invalid('seed', seed, 'an integer ≥ 0');
 
   const picture = await loadPicture(input);
+  // templateFromPicture would scale the rounding error of a constant picture up to unit
+  // standard deviation, so such a picture is rejected here.
+  // A picture that varies only outside the disc mask passes this check, and
+  // templateFromPicture rejects it.
+  if (isConstant(picture.image)) {
+    throw new Error(`${input}: every pixel of the ${picture.kind === 'png' ? 'picture' : 'first image'} is ${picture.image[0]}, so it has no contrast to simulate`);
+  }
   let truth: Float32Array;
   let size: number;
   if (picture.kind === 'png') {
     size = requestedSize ?? Math.min(DEFAULT_PNG_SIZE, picture.width, picture.height);
-    truth = templateFromPicture(picture.image, picture.width, picture.height, size);
+    if (size < 2) throw new Error(`${input}: the picture is ${picture.width} × ${picture.height} pixels; pass --size 2 or more`);
+    try {
+      truth = templateFromPicture(picture.image, picture.width, picture.height, size);
+    } catch (error) {
+      // templateFromPicture names its arguments, not the file they came from.
+      if (error instanceof RangeError) throw new Error(`${input}: ${error.message}`);
+      throw error;
+    }
   } else {
     if (picture.width !== picture.height) {
-      throw new UsageError('simulate', `classify2d simulate: ${input} contains ${picture.width} × ${picture.height} images, but a template must be square`);
+      throw new Error(`${input}: images are ${picture.width} × ${picture.height} pixels, but a template must be square`);
     }
     size = requestedSize ?? picture.width;
     truth = size === picture.width ? picture.image : resizeImage(picture.image, picture.width, size);
@@ -89,7 +108,14 @@ export async function runSimulate(parsed: ParsedCommand, context: CommandContext
   const pixelSize = pixelSizeFlag ?? picture.pixelSize ?? 1;
   await prepareOutputFolder('simulate', out, OUTPUTS, booleanFlag(parsed, 'force'));
 
-  const stack = simulateStack(truth, size, { count, snr, shiftSd, scaleHalfRange, seed }, resample);
+  let stack: SimulatedStack;
+  try {
+    stack = simulateStack(truth, size, { count, snr, shiftSd, scaleHalfRange, seed }, resample);
+  } catch (error) {
+    // simulateStack names its arguments, not the file they came from.
+    if (error instanceof RangeError) throw new Error(`${input}: ${error.message}`);
+    throw error;
+  }
   await writeSimulation(out, { truth, size, stack, pixelSize }, { input: resolve(input), snr, seed, shiftSd, scaleHalfRange });
   context.log(`${count} images of ${size}² at SNR ${snr} (noise σ ${stack.sigma.toPrecision(4)}) in ${join(out, 'stack.mrcs')}`);
   return 0;
@@ -128,5 +154,5 @@ export async function writeSimulation(
     shiftSd: settings.shiftSd ?? 0.05 * size,
     scaleHalfRange: settings.scaleHalfRange ?? 0.05,
   };
-  await writeOutput(join(out, 'simulation.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  await writeOutput(join(out, 'simulation.json'), formatJson(summary));
 }
