@@ -24,6 +24,7 @@ struct Params {
   step: f32,          // optimiser step count t = 1, 2, ...
   gradientScale: f32, // factor on the data gradient before the prior term is added
   lambda: f32,        // Laplace prior weight: the update adds -lambda * sign(theta)
+  groupSize: u32,     // parameters per group of the optimiser kernel (one template)
 }
 `;
 
@@ -50,4 +51,5 @@ export interface ParamsValues {
   step?: number;
   gradientScale?: number;
   lambda?: number;
+  groupSize?: number;
 }

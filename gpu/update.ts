@@ -2,10 +2,12 @@
  * The optimiser step for the templates θ, run where they live, on the GPU, as a
  * proximal gradient step for the Laplace term −λ‖θ‖₁:
  *
- *   θ'_i = update(i, θ_i, gradientScale · G_i, lr, t),   θ_i ← sign(θ'_i) max(|θ'_i| − lr λ, 0)
+ *   θ'_i = update(i, θ_i, s_g · gradientScale · G_i, lr, t),   θ_i ← sign(θ'_i) max(|θ'_i| − lr s_g λ, 0)
  *
  * with G the data gradient the engine left in its gradient buffer and `update` the WGSL
- * of an optimiser plugin. The soft threshold shrinks pixels to exactly 0, where a
+ * of an optimiser plugin. The parameters form equal groups (one template θ_k each), and
+ * s_g is group g's scale: the preconditioner of a class, whose curvature grows with the
+ * images it holds. The soft threshold shrinks pixels to exactly 0, where a
  * subgradient step −λ sign θ would make them oscillate around 0 for a large λ. The
  * pipeline is built per plugin and hyper-parameter set.
  */
@@ -33,6 +35,7 @@ export function updateKernel(plugin: OptimiserPlugin, hyper: HyperParameters): K
       { name: 'theta', access: 'write', type: 'array<f32>' }, // [elements]
       { name: 'gradient', access: 'read', type: 'array<f32>' }, // [elements]
       { name: 'state', access: 'write', type: 'array<f32>' }, // [stateCount, elements]
+      { name: 'groupScale', access: 'read', type: 'array<f32>' }, // [groups]
     ],
     body: /* wgsl */ `
 ${hyperConstants(hyper)}
@@ -58,8 +61,9 @@ fn main(
   if (i >= P.elements) {
     return;
   }
-  let moved = update(i, theta[i], P.gradientScale * gradient[i], P.learningRate, P.step);
-  theta[i] = sign(moved) * max(abs(moved) - P.learningRate * P.lambda, 0.0);
+  let s = groupScale[i / P.groupSize];
+  let moved = update(i, theta[i], s * P.gradientScale * gradient[i], P.learningRate, P.step);
+  theta[i] = sign(moved) * max(abs(moved) - P.learningRate * s * P.lambda, 0.0);
 }
 `,
   };
@@ -71,6 +75,8 @@ export interface UpdateStep {
   step: number;
   gradientScale: number;
   lambda: number;
+  /** Scale s_g of each group, applied to its gradient and its λ; all 1 when absent. */
+  groupScales?: ArrayLike<number>;
 }
 
 /** Applies an optimiser plugin to a parameter buffer in place, with its state on the GPU. */
@@ -78,7 +84,10 @@ export class GpuOptimiser {
   private readonly kernel: CompiledKernel;
   private readonly params: GPUBuffer;
   private readonly state: GPUBuffer;
+  private readonly scales: GPUBuffer;
   private readonly group: GPUBindGroup;
+  private readonly groupSize: number;
+  private readonly stateCount: number;
 
   constructor(
     private readonly device: GPUDevice,
@@ -87,7 +96,13 @@ export class GpuOptimiser {
     parameters: GPUBuffer,
     gradient: GPUBuffer,
     private readonly elements: number,
+    private readonly groups = 1,
   ) {
+    if (!Number.isSafeInteger(groups) || groups < 1 || elements % groups !== 0) {
+      throw new RangeError(`GpuOptimiser: ${elements} elements do not split into ${groups} equal groups`);
+    }
+    this.groupSize = elements / groups;
+    this.stateCount = plugin.stateCount;
     this.kernel = compileKernel(device, updateKernel(plugin, hyper));
     this.params = device.createBuffer({
       label: `${plugin.name} update params`,
@@ -100,19 +115,33 @@ export class GpuOptimiser {
       size: Math.max(plugin.stateCount * elements, 1) * 4,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
     });
+    this.scales = device.createBuffer({
+      label: `${plugin.name} group scales`,
+      size: groups * 4,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
     this.group = bindKernel(
       device,
       this.kernel,
-      { P: this.params, theta: parameters, gradient, state: this.state },
+      { P: this.params, theta: parameters, gradient, state: this.state, groupScale: this.scales },
       `${plugin.name} update bind group`,
     );
   }
 
   /** Submits one update of every element. */
   apply(step: UpdateStep): void {
+    const { groupScales, ...values } = step;
+    const scales = new Float32Array(this.groups).fill(1);
+    if (groupScales !== undefined) {
+      if (groupScales.length !== this.groups) {
+        throw new RangeError(`GpuOptimiser.apply: ${groupScales.length} group scales for ${this.groups} groups`);
+      }
+      scales.set(Array.from(groupScales));
+    }
     const view = makeParamsView();
-    view.set({ elements: this.elements, ...step });
+    view.set({ elements: this.elements, groupSize: this.groupSize, ...values });
     this.device.queue.writeBuffer(this.params, 0, view.arrayBuffer);
+    this.device.queue.writeBuffer(this.scales, 0, scales);
     const encoder = this.device.createCommandEncoder({ label: 'optimiser step' });
     const pass = encoder.beginComputePass({ label: 'optimiser step pass' });
     pass.setPipeline(this.kernel.pipeline);
@@ -123,8 +152,20 @@ export class GpuOptimiser {
     this.device.queue.submit([encoder.finish()]);
   }
 
+  /** Zeroes the optimiser state (momentum, moments) of one group, as for a fresh start. */
+  resetGroup(group: number): void {
+    if (!Number.isSafeInteger(group) || group < 0 || group >= this.groups) {
+      throw new RangeError(`GpuOptimiser.resetGroup: group ${group} is not in 0 … ${this.groups - 1}`);
+    }
+    const zeros = new Float32Array(this.groupSize);
+    for (let slot = 0; slot < this.stateCount; slot++) {
+      this.device.queue.writeBuffer(this.state, (slot * this.elements + group * this.groupSize) * 4, zeros);
+    }
+  }
+
   destroy(): void {
     this.params.destroy();
     this.state.destroy();
+    this.scales.destroy();
   }
 }

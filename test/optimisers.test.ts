@@ -84,6 +84,60 @@ describe('optimiser plugins', () => {
     });
   }
 
+  it('scales each group of parameters', async () => {
+    // Three groups of 100: the gradient and λ of group g are multiplied by scales[g].
+    const plugin = optimisers.get('momentum');
+    const hyper = resolveHyperParameters(plugin);
+    const count = 300;
+    const scales = [1, 4, 0.25];
+    const normal = makeNormal(makeRandom(seed + 1));
+    const theta = Float32Array.from({ length: count }, normal);
+    const thetaBuffer = storage(theta, 'theta');
+    const gradientBuffer = storage(new Float32Array(count), 'gradient');
+    const optimiser = new GpuOptimiser(device, plugin, hyper, thetaBuffer, gradientBuffer, count, 3);
+    const host = Float64Array.from(theta);
+    const state = Array.from({ length: count }, () => new Float64Array(plugin.stateCount));
+    for (let t = 1; t <= 3; t++) {
+      const gradient = Float32Array.from({ length: count }, normal);
+      device.queue.writeBuffer(gradientBuffer, 0, gradient);
+      optimiser.apply({ learningRate: 0.05, gradientScale: 2, lambda: 0.3, step: t, groupScales: scales });
+      for (let i = 0; i < count; i++) {
+        const s = scales[Math.floor(i / 100)];
+        const moved = plugin.step(host[i], s * 2 * gradient[i], state[i], 0.05, t, hyper);
+        host[i] = Math.sign(moved) * Math.max(Math.abs(moved) - 0.05 * s * 0.3, 0);
+      }
+    }
+    const gpu = await read(thetaBuffer);
+    let worst = 0;
+    for (let i = 0; i < count; i++) worst = Math.max(worst, Math.abs(gpu[i] - host[i]) / (1 + Math.abs(host[i])));
+    expect(worst, `seed ${seed}: GPU against host`).toBeLessThan(2e-5);
+    expect(() => optimiser.apply({ learningRate: 0.05, gradientScale: 1, lambda: 0, step: 4, groupScales: [1, 2] })).toThrow('2 group scales for 3 groups');
+    optimiser.destroy();
+    thetaBuffer.destroy();
+    gradientBuffer.destroy();
+  });
+
+  it('resets the state of one group', async () => {
+    // With momentum, a zero gradient still moves θ by the stored velocity, except where it was reset.
+    const plugin = optimisers.get('momentum');
+    const count = 200;
+    const thetaBuffer = storage(new Float32Array(count), 'theta');
+    const gradientBuffer = storage(new Float32Array(count).fill(1), 'gradient');
+    const optimiser = new GpuOptimiser(device, plugin, resolveHyperParameters(plugin), thetaBuffer, gradientBuffer, count, 2);
+    optimiser.apply({ learningRate: 0.1, gradientScale: 1, lambda: 0, step: 1 });
+    const before = await read(thetaBuffer);
+    optimiser.resetGroup(1);
+    device.queue.writeBuffer(gradientBuffer, 0, new Float32Array(count));
+    optimiser.apply({ learningRate: 0.1, gradientScale: 1, lambda: 0, step: 2 });
+    const after = await read(thetaBuffer);
+    expect(after[0], 'group 0 keeps moving').toBeGreaterThan(before[0]);
+    expect(after[150], 'group 1 stops').toBe(before[150]);
+    expect(() => optimiser.resetGroup(2)).toThrow('group 2 is not in 0 … 1');
+    optimiser.destroy();
+    thetaBuffer.destroy();
+    gradientBuffer.destroy();
+  });
+
   it('ascends a concave quadratic', () => {
     // f(x) = −(x − 3)² / 2, gradient 3 − x: every optimiser approaches 3.
     for (const name of optimisers.names()) {
