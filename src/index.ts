@@ -32,6 +32,7 @@ export {
   normalDeviates,
   seededRandom,
   simulateStack,
+  unitVariance,
   type SimulatedStack,
   type SimulationOptions,
   type TruePose,
@@ -76,3 +77,4 @@ export {
 } from './star.js';
 export { montage, PngError, readPng, squareImage, writePng, type PngImage } from './png.js';
 export { discMask, resizeImage, templateFromPicture, type DiscMaskOptions } from './picture.js';
+export { ClassWeights, type ClassSummary } from './classes.js';

@@ -8,6 +8,15 @@ import { reparameterisations, type ReparameterisationPlugin } from '../plugins/r
 export type Initialisation = 'random' | 'zeros' | 'jensen';
 
 export interface ReconstructionOptions {
+  /** K: classes, each with its own template θ_k and weight π_k. Default 1. */
+  classes?: number;
+  /** Learning rate of the class-weight logits (natural-gradient step). Default 0.5. */
+  learningRateClassWeights?: number;
+  /**
+   * A class whose summed responsibility over an epoch is below this fraction of n/K is
+   * empty: it is re-seeded after the epoch and, at the end, reported as empty. Default 0.2.
+   */
+  emptyClassFraction?: number;
   /** Rotation nodes on the full circle, and in each refined window. Default 36. */
   rotations?: number;
   /** Shift nodes run from −shiftRange to +shiftRange pixels on each axis. Default ⌊2 shiftSd⌋. */
@@ -51,6 +60,11 @@ export interface ReconstructionOptions {
   jensenIterations?: number;
   /** Initial σ; default: half the stack's pixel standard deviation. */
   initialSigma?: number;
+  /**
+   * Starting templates [K, N, N], such as references or an earlier run's result; they
+   * replace `init`. Default none.
+   */
+  initialTemplates?: Float32Array | Float64Array;
   /** Narrow each image's rotation nodes to a window around its most probable rotation after each epoch. Default true. */
   refineRotations?: boolean;
   /** Seed of the shuffling and of the random initialisation. Default 1. */
@@ -65,7 +79,8 @@ export interface ReconstructionOptions {
   splitHalf?: boolean;
 }
 
-export interface ResolvedOptions extends Required<Omit<ReconstructionOptions, 'initialSigma' | 'optimiserOptions' | 'shiftRange' | 'shiftSd'>> {
+export interface ResolvedOptions extends Required<Omit<ReconstructionOptions, 'initialSigma' | 'initialTemplates' | 'optimiserOptions' | 'shiftRange' | 'shiftSd'>> {
+  initialTemplates?: Float32Array | Float64Array;
   shiftRange: number;
   shiftSd: number;
   initialSigma?: number;
@@ -75,6 +90,9 @@ export interface ResolvedOptions extends Required<Omit<ReconstructionOptions, 'i
 }
 
 const DEFAULTS = {
+  classes: 1,
+  learningRateClassWeights: 0.5,
+  emptyClassFraction: 0.2,
   rotations: 36,
   shiftStep: 1,
   scales: 3,
@@ -97,7 +115,7 @@ const DEFAULTS = {
   splitHalf: false,
 };
 
-const KNOWN = new Set<string>([...Object.keys(DEFAULTS), 'shiftRange', 'shiftSd', 'initialSigma', 'optimiserOptions']);
+const KNOWN = new Set<string>([...Object.keys(DEFAULTS), 'shiftRange', 'shiftSd', 'initialSigma', 'initialTemplates', 'optimiserOptions']);
 
 function fail(option: string, value: unknown, rule: string): never {
   const shown = typeof value === 'string' ? JSON.stringify(value) : String(value);
@@ -114,6 +132,17 @@ function positive(option: string, value: number): void {
 
 function nonNegative(option: string, value: number): void {
   if (!(value >= 0) || !Number.isFinite(value)) fail(option, value, 'a finite number ≥ 0');
+}
+
+function checkInitialTemplates(templates: unknown, length: number): void {
+  if (!(templates instanceof Float32Array || templates instanceof Float64Array)) {
+    throw new RangeError('option initialTemplates must be a Float32Array or Float64Array of [K, N, N] values');
+  }
+  if (templates.length !== length) {
+    fail('initialTemplates', `an array of ${templates.length} values`, `K·N² = ${length} values, one template per class`);
+  }
+  const bad = templates.findIndex((value) => !Number.isFinite(value));
+  if (bad >= 0) fail('initialTemplates', `non-finite (${templates[bad]}) at index ${bad}`, 'finite everywhere');
 }
 
 /**
@@ -157,8 +186,17 @@ export function resolveOptions(options: ReconstructionOptions, size: number, ima
   if (!['random', 'zeros', 'jensen'].includes(merged.init)) fail('init', merged.init, "'random', 'zeros' or 'jensen'");
   integer('jensenIterations', merged.jensenIterations, 1);
   if (options.initialSigma !== undefined) positive('initialSigma', options.initialSigma);
+  if (options.initialTemplates !== undefined) checkInitialTemplates(options.initialTemplates, merged.classes * size * size);
   if (typeof merged.refineRotations !== 'boolean') fail('refineRotations', merged.refineRotations, 'true or false');
   integer('seed', merged.seed, 0);
+  integer('classes', merged.classes, 1);
+  if (merged.classes > images) fail('classes', merged.classes, `at most the ${images} images of the stack`);
+  positive('learningRateClassWeights', merged.learningRateClassWeights);
+  if (!(merged.emptyClassFraction >= 0 && merged.emptyClassFraction < 1)) fail('emptyClassFraction', merged.emptyClassFraction, 'in [0, 1)');
+  if (merged.classes > 1 && merged.init === 'zeros') {
+    fail('init', 'zeros', "'jensen' or 'random' when classes > 1, because K zero templates get the same gradient and never separate");
+  }
+  if (merged.classes > 1 && merged.splitHalf) fail('splitHalf', true, 'false when classes > 1; split-half validation compares single templates');
   integer('snapshotEvery', merged.snapshotEvery, 0);
   if (typeof merged.splitHalf !== 'boolean') fail('splitHalf', merged.splitHalf, 'true or false');
   if (merged.splitHalf && merged.batchSize > Math.floor(images / 2)) {
@@ -170,6 +208,7 @@ export function resolveOptions(options: ReconstructionOptions, size: number, ima
     shiftSd,
     shiftRange,
     initialSigma: options.initialSigma,
+    initialTemplates: options.initialTemplates,
     optimiserPlugin,
     hyperParameters: resolveHyperParameters(optimiserPlugin, options.optimiserOptions),
     reparameterisationPlugin: reparameterisations.get(merged.reparameterisation),

@@ -8,6 +8,12 @@
  * not depend on the stack's size or intensity scale. After each epoch the rotation nodes
  * of every image narrow to a window around its most probable rotation, and the
  * convergence test looks at the last three epoch objectives.
+ *
+ * With K classes, each image's integral also runs over the class, with weights π_k.
+ * Each template's step is preconditioned by the images its class contains in the batch,
+ * and π moves by natural-gradient steps (src/classes.ts). After each epoch, a class that
+ * contains too little of the stack is re-seeded from the images the classes fit worst,
+ * and at the end classes that the stack gives no evidence for are removed.
  */
 import { PoseEngine } from '../gpu/engine.js';
 import { GpuOptimiser } from '../gpu/update.js';
@@ -16,6 +22,7 @@ import { loadNumerics, type Numerics, type PoseGridSpec } from './numerics.js';
 import { resolveOptions, type ReconstructionOptions, type ResolvedOptions } from './options.js';
 import { gridFields, type GridFields } from './pose-grid.js';
 import { scoreTemplate } from './metrics.js';
+import { ClassWeights, classResponsibilities, emptyClasses, EXCLUDED_LOG_WEIGHT, summariseClasses, templateScales, worstFitImages, type ClassSummary } from './classes.js';
 import { normalDeviates, seededRandom } from './synthetic.js';
 
 export type RunPhase = 'full' | 'half 1' | 'half 2';
@@ -55,8 +62,10 @@ export interface Progress {
   elapsedSeconds: number;
   /** Estimate from the mean step time so far, assuming every epoch runs. */
   remainingSeconds: number;
-  /** θ [N, N] when this step is a snapshot step. */
+  /** θ [K, N, N] when this step is a snapshot step, classes in the engine's order. */
   template?: Float32Array;
+  /** Messages about the run since the previous progress event, such as a re-seeded class. */
+  notices?: string[];
 }
 
 export interface ImagePose {
@@ -67,13 +76,23 @@ export interface ImagePose {
   /** Shift along y (rows, +y down), pixels. */
   shiftY: number;
   scale: number;
-  /** Posterior weight γ of this pose node. */
+  /** Posterior weight γ of this pose node, within the image's class. */
   weight: number;
+  /** The image's most probable class: 1-based position in `ReconstructionResult.classes`. */
+  classNumber: number;
+  /** Probability r_ik = Σ_φ γ of that class. */
+  classProbability: number;
 }
 
 export interface ReconstructionResult {
-  /** θ [N, N]. */
+  /** θ [N, N] of the first class of `classes`, the largest; with K = 1 the template. */
   template: Float32Array;
+  /** θ [K, N, N] in the order of `classes`. */
+  templates: Float32Array;
+  /** The classes sorted by the images assigned to them, largest first; one entry when K = 1. */
+  classes: ClassSummary[];
+  /** Messages about the run, such as each re-seeded class. */
+  notices: string[];
   size: number;
   sigma: number;
   /**
@@ -181,6 +200,19 @@ class Run {
   u: number;
   readonly sigmaState: Float64Array;
   step = 0;
+  readonly classes: number;
+  readonly classWeights: ClassWeights;
+  /** log Ĩ of each image at its latest step, for choosing the images that fit worst. */
+  readonly lastLogIntegral: Float64Array;
+  /** Re-seeds of each class so far. */
+  readonly reseeds: number[];
+  /** Each image's most probable class at its latest step. */
+  readonly lastClass: Int32Array;
+  /** Classes removed at the end for lack of evidence. */
+  readonly pruned: boolean[];
+  /** Messages not yet sent with a progress event. */
+  pendingNotices: string[] = [];
+  readonly notices: string[] = [];
 
   constructor(
     readonly numerics: Numerics,
@@ -199,6 +231,17 @@ class Run {
     this.u = reparameterisation.fromSigma(this.sigma, this.bound);
     this.sigma = reparameterisation.toSigma(this.u, this.bound);
     this.sigmaState = new Float64Array(options.optimiserPlugin.stateCount);
+    this.classes = options.classes;
+    this.classWeights = new ClassWeights(options.classes);
+    this.lastLogIntegral = new Float64Array(this.n);
+    this.lastClass = new Int32Array(this.n);
+    this.reseeds = new Array<number>(options.classes).fill(0);
+    this.pruned = new Array<boolean>(options.classes).fill(false);
+  }
+
+  notice(message: string): void {
+    this.pendingNotices.push(message);
+    this.notices.push(message);
   }
 
   /** Returns the engine fields of the images `indices` at the current windows. */
@@ -213,7 +256,8 @@ class Run {
 
   async evaluate(indices: number[], sigma: number, extra: { responsibilities?: boolean; flatLikelihood?: boolean; gradient?: boolean } = {}) {
     const { images, fields } = this.batch(indices);
-    const output = await this.engine.evaluate({ images, logClassWeights: [0], ...fields, sigma }, { gradient: false, ...extra });
+    const logClassWeights = this.classWeights.logWeights();
+    const output = await this.engine.evaluate({ images, logClassWeights, ...fields, sigma }, { gradient: false, ...extra });
     return { output, fields };
   }
 
@@ -234,38 +278,92 @@ class Run {
 }
 
 async function initialTemplate(run: Run): Promise<Float32Array> {
-  const { options, pixels, n } = run;
-  if (options.init === 'zeros') return new Float32Array(pixels);
+  const { options, pixels, n, classes } = run;
+  if (options.initialTemplates) return Float32Array.from(options.initialTemplates);
+  if (options.init === 'zeros') return new Float32Array(classes * pixels);
   const normal = normalDeviates(seededRandom(options.seed + 0x9e3779b9));
-  if (options.init === 'random') return Float32Array.from({ length: pixels }, normal);
-  // Jensen bound: Q(θ) = −λ‖θ‖₁ − Σ_i Σ_φ (w P)_φ ‖X_i − R_φ θ‖² / 2. With a flat
-  // likelihood and σ = 1 the engine returns Σ_φ γ R_φᵀ (X − R_φ θ) with γ = (w P)/W, so
-  // ∂Q/∂θ = W Σ_i G_i − λ sign θ, whose curvature is about nW; each iteration takes the
-  // step 1/(nW) along it.
-  const theta = new Float64Array(pixels);
-  const totalWeight = run.numerics.poseGrid(gridSpec(options, undefined)).logWeights.reduce((sum, w) => sum + Math.exp(w), 0);
-  for (let iteration = 0; iteration < options.jensenIterations; iteration++) {
+  if (options.init === 'random') return Float32Array.from({ length: classes * pixels }, normal);
+  if (classes === 1) return Float32Array.from(await jensenBound(run, 0, Array.from({ length: n }, (_, i) => i), new Float64Array(pixels)));
+  return Float32Array.from(await seedClasses(run));
+}
+
+/**
+ * Seeds K > 1 classes with images of the stack, chosen as k-means++ chooses centres:
+ * the first at random, each next one at random among the quarter of the images that the
+ * classes so far fit worst (lowest log Ĩ with pose integrated out). The choice is seeded
+ * by the run's seed, and images of views far from every seed are the likeliest picks.
+ */
+async function seedClasses(run: Run): Promise<Float64Array> {
+  const { options, pixels, n, classes } = run;
+  const random = seededRandom(options.seed ^ 0x27d4eb2d);
+  const theta = new Float64Array(classes * pixels);
+  const seeds = [Math.floor(random() * n)];
+  const pick = (image: number, k: number) => theta.set(run.stack.images.subarray(image * pixels, (image + 1) * pixels), k * pixels);
+  pick(seeds[0], 0);
+  for (let k = 1; k < classes; k++) {
     run.engine.setTemplates(theta);
-    const step = new Float64Array(pixels);
-    for (let start = 0; start < n; start += options.batchSize) {
-      const indices = Array.from({ length: Math.min(options.batchSize, n - start) }, (_, i) => start + i);
-      const { output } = await run.evaluate(indices, 1, { flatLikelihood: true, gradient: true });
-      for (let j = 0; j < pixels; j++) step[j] += output.gradient[j];
-    }
-    for (let j = 0; j < pixels; j++) theta[j] += (step[j] - (options.lambda / totalWeight) * Math.sign(theta[j])) / n;
+    const logWeights = Array.from({ length: classes }, (_, c) => (c < k ? -Math.log(k) : EXCLUDED_LOG_WEIGHT));
+    const { logIntegrals } = await fullPass(run, false, Float64Array.from(logWeights));
+    const worst = worstFitImages(logIntegrals, Math.max(1, Math.ceil(n / 4))).filter((image) => !seeds.includes(image));
+    const image = worst[Math.floor(random() * worst.length)] ?? seeds[0];
+    seeds.push(image);
+    pick(image, k);
   }
-  return Float32Array.from(theta);
+  return theta;
+}
+
+/**
+ * Returns θ_k from the Jensen bound on the images `members`, with the other classes'
+ * templates left as `templates` [K, N, N].
+ *
+ * Jensen bound: Q(θ) = −λ‖θ‖₁ − Σ_i Σ_φ (w P)_φ ‖X_i − R_φ θ‖² / 2. With a flat likelihood
+ * and σ = 1 the engine returns π_k Σ_φ γ R_φᵀ (X − R_φ θ_k) for class k, with γ = (w P)/W,
+ * so ∂Q/∂θ = W Σ_i G_i / π_k − λ sign θ, whose curvature is about |members| W; each
+ * iteration takes the step 1/(|members| W) along it.
+ */
+async function jensenBound(run: Run, k: number, members: number[], templates: Float64Array): Promise<Float64Array> {
+  const { options, pixels } = run;
+  const weight = Math.exp(run.classWeights.logWeights()[k]);
+  const totalWeight = run.numerics.poseGrid(gridSpec(options, undefined)).logWeights.reduce((sum, w) => sum + Math.exp(w), 0);
+  const current = templates.slice();
+  const theta = new Float64Array(pixels);
+  for (let iteration = 0; iteration < options.jensenIterations; iteration++) {
+    current.set(theta, k * pixels);
+    run.engine.setTemplates(current);
+    const step = new Float64Array(pixels);
+    for (let start = 0; start < members.length; start += options.batchSize) {
+      const indices = members.slice(start, start + options.batchSize);
+      const { output } = await run.evaluate(indices, 1, { flatLikelihood: true, gradient: true });
+      for (let j = 0; j < pixels; j++) step[j] += output.gradient[k * pixels + j] / weight;
+    }
+    for (let j = 0; j < pixels; j++) {
+      theta[j] += (step[j] - (options.lambda / totalWeight) * Math.sign(theta[j])) / members.length;
+    }
+  }
+  return theta;
+}
+
+interface FullPass {
+  objective: number;
+  /** Each image's pose, with classNumber = engine class + 1; empty without poses. */
+  poses: ImagePose[];
+  /** Σ_i r_ik per class; zeros without poses. */
+  responsibilityTotals: Float64Array;
+  /** log Ĩ of each image. */
+  logIntegrals: Float64Array;
 }
 
 /**
  * Evaluates ℓ at the current θ and σ over the whole stack on the full rotation circle,
- * and, when asked, each image's most probable pose node.
+ * and, when asked, each image's most probable class and its most probable pose node there.
  */
-async function fullPass(run: Run, withPoses: boolean): Promise<{ objective: number; poses: ImagePose[] }> {
-  const { options, n, pixels, engine, numerics } = run;
+async function fullPass(run: Run, withPoses: boolean, logClassWeights = run.classWeights.logWeights()): Promise<FullPass> {
+  const { options, n, pixels, engine, numerics, classes } = run;
   const spec = gridSpec(options, undefined);
   const shifts = spec.shiftX.count;
   const poses: ImagePose[] = [];
+  const responsibilityTotals = new Float64Array(classes);
+  const logIntegrals = new Float64Array(n);
   let dataTerm = 0;
   for (let start = 0; start < n; start += options.batchSize) {
     const indices = Array.from({ length: Math.min(options.batchSize, n - start) }, (_, i) => start + i);
@@ -273,29 +371,39 @@ async function fullPass(run: Run, withPoses: boolean): Promise<{ objective: numb
     images.set(run.stack.images.subarray(start * pixels, (start + indices.length) * pixels));
     const fields = gridFields(numerics, spec, new Float64Array(indices.length));
     const output = await engine.evaluate(
-      { images, logClassWeights: [0], ...fields, sigma: run.sigma },
+      { images, logClassWeights, ...fields, sigma: run.sigma },
       { computeGradient: false, responsibilities: withPoses },
     );
     for (const value of output.logIntegral) dataTerm += value;
+    logIntegrals.set(output.logIntegral, start);
     if (!withPoses) continue;
     const gamma = output.responsibilities!;
-    const terms = gamma.length / indices.length;
+    const posesPerClass = gamma.length / (indices.length * classes);
+    const membership = classResponsibilities(gamma, indices.length, classes);
     indices.forEach((_, slot) => {
+      let k = 0;
+      for (let c = 0; c < classes; c++) {
+        responsibilityTotals[c] += membership[slot * classes + c];
+        if (membership[slot * classes + c] > membership[slot * classes + k]) k = c;
+      }
+      const offset = (slot * classes + k) * posesPerClass;
       let best = 0;
-      for (let i = 1; i < terms; i++) if (gamma[slot * terms + i] > gamma[slot * terms + best]) best = i;
+      for (let i = 1; i < posesPerClass; i++) if (gamma[offset + i] > gamma[offset + best]) best = i;
       const { p, q, r, m } = decodePoseIndex({ shiftsX: shifts, shiftsY: shifts, scales: options.scales }, best);
       poses.push({
         psi: fields.rotations[slot * options.rotations + p],
         shiftX: fields.shiftsX[q],
         shiftY: fields.shiftsY[r],
         scale: fields.scales[m],
-        weight: gamma[slot * terms + best],
+        weight: gamma[offset + best] / membership[slot * classes + k],
+        classNumber: k + 1,
+        classProbability: membership[slot * classes + k],
       });
     });
   }
   const theta = await engine.readTemplates();
   const objective = numerics.laplaceLogPrior(theta, options.lambda) - n * pixels * Math.log(run.sigma) + dataTerm;
-  return { objective, poses };
+  return { objective, poses, responsibilityTotals, logIntegrals };
 }
 
 /**
@@ -315,7 +423,7 @@ export async function reconstruct(
   const grid = gridSpec(resolved, undefined);
   const engine = await PoseEngine.create(device, {
     size: stack.size,
-    classes: 1,
+    classes: resolved.classes,
     rotations: resolved.rotations,
     shiftsX: grid.shiftX.count,
     shiftsY: grid.shiftY.count,
@@ -379,36 +487,49 @@ interface TrainingContext {
 }
 
 /**
- * Runs one epoch: a step per minibatch in `order`. Returns the epoch's estimate of ℓ
- * without the prior term (Σ over steps of Σ log Ĩ − |B| J log σ, each at its step's σ),
- * whether the run was cancelled, and each image's rotation marginal and nodes for the
- * window refinement.
+ * Runs one epoch of minibatch steps in `order`. Returns the epoch's ℓ estimate, each
+ * image's rotation marginal at its last step, which the window refinement needs, and
+ * each class's summed responsibility.
  */
 async function runEpoch(run: Run, context: TrainingContext, epoch: number, order: number[]) {
-  const { options, numerics, n, pixels, engine } = run;
+  const { options, numerics, n, pixels, engine, classes } = run;
   const { optimiser, control } = context;
   const drop = options.scheduleFactor ** Math.floor((epoch - 1) / options.scheduleEvery);
   const marginal = new Float64Array(n * options.rotations);
   const nodes = new Float64Array(n * options.rotations);
+  const classTotals = new Float64Array(classes);
   // Each step's ℓ estimate weighted by its share of the stack, at that step's σ.
   let estimate = 0;
   for (let start = 0; start < n; start += options.batchSize) {
     const indices = order.slice(start, start + options.batchSize);
     const sigma = run.sigma;
-    const { output, fields } = await run.evaluate(indices, sigma, { responsibilities: options.refineRotations });
+    const wantGamma = options.refineRotations || classes > 1;
+    const { output, fields } = await run.evaluate(indices, sigma, { responsibilities: wantGamma });
     run.step += 1;
     const logIntegral = output.logIntegral.reduce((sum, value) => sum + value, 0);
     estimate += logIntegral - indices.length * pixels * Math.log(sigma);
+    indices.forEach((image, slot) => (run.lastLogIntegral[image] = output.logIntegral[slot]));
     run.stepSigma(output, indices.length, options.learningRateSigma * drop);
+    const membership = classes > 1 ? classResponsibilities(output.responsibilities!, indices.length, classes) : new Float64Array(indices.length).fill(1);
     optimiser.apply({
       learningRate: options.learningRateTheta * drop,
       step: run.step,
       gradientScale: (sigma * sigma) / indices.length,
       lambda: (options.lambda * sigma * sigma) / n,
+      groupScales: templateScales(membership, indices.length, classes),
     });
+    for (let t = 0; t < membership.length; t++) classTotals[t % classes] += membership[t];
+    if (classes > 1) {
+      indices.forEach((image, slot) => {
+        let best = 0;
+        for (let c = 1; c < classes; c++) if (membership[slot * classes + c] > membership[slot * classes + best]) best = c;
+        run.lastClass[image] = best;
+      });
+      run.classWeights.step(membership, indices.length, options.learningRateClassWeights * drop);
+    }
 
     if (options.refineRotations) {
-      const rotationMarginal = numerics.marginaliseRotations(output.responsibilities!, indices.length, 1, options.rotations);
+      const rotationMarginal = numerics.marginaliseRotations(output.responsibilities!, indices.length, classes, options.rotations);
       indices.forEach((image, slot) => {
         for (let p = 0; p < options.rotations; p++) {
           marginal[image * options.rotations + p] = rotationMarginal[slot * options.rotations + p];
@@ -419,6 +540,8 @@ async function runEpoch(run: Run, context: TrainingContext, epoch: number, order
 
     const elapsed = (performance.now() - context.started) / 1000;
     const snapshot = options.snapshotEvery > 0 && run.step % options.snapshotEvery === 0;
+    const notices = run.pendingNotices.length > 0 ? run.pendingNotices : undefined;
+    run.pendingNotices = [];
     control.onProgress?.({
       phase: context.phase,
       epoch,
@@ -429,20 +552,85 @@ async function runEpoch(run: Run, context: TrainingContext, epoch: number, order
       elapsedSeconds: elapsed,
       remainingSeconds: (elapsed / run.step) * (context.totalSteps - run.step),
       template: snapshot ? await engine.readTemplates() : undefined,
+      notices,
     });
     await control.whilePaused?.();
-    if (control.signal?.aborted) return { estimate, cancelled: true, marginal, nodes };
+    if (control.signal?.aborted) return { estimate, cancelled: true, marginal, nodes, classTotals };
   }
-  return { estimate, cancelled: false, marginal, nodes };
+  return { estimate, cancelled: false, marginal, nodes, classTotals };
+}
+
+/**
+ * Re-seeds each class in `empty` by splitting a neighbour. Its members are a share of
+ * the images that the current classes fit worst, with disjoint shares when several
+ * classes are empty. The neighbour is the class most of them belong to. The empty class starts
+ * as a copy of the neighbour, which gives it half its weight, and then takes one Newton
+ * step on ℓ over its members: θ_k = θ_j + σ² G_k / Σ_i r_ik. That moves it to the mean of
+ * those images aligned at their current poses, which is where a view that no class
+ * represents yet shows. Its optimiser state is cleared.
+ */
+async function reseedClasses(run: Run, optimiser: GpuOptimiser, empty: number[], epoch: number, totals: Float64Array): Promise<void> {
+  const { options, n, pixels, engine, classes } = run;
+  const share = Math.max(options.batchSize, Math.round(n / (2 * classes)));
+  const worst = worstFitImages(run.lastLogIntegral, share * empty.length);
+  const templates = Float64Array.from(await engine.readTemplates());
+  for (const [position, k] of empty.entries()) {
+    const members = worst.slice(position * share, (position + 1) * share);
+    if (members.length === 0) break;
+    const neighbour = await splitNeighbour(run, k, members, templates);
+    optimiser.resetGroup(k);
+    run.reseeds[k] += 1;
+    run.notice(
+      `epoch ${epoch}: class ${k + 1} held ${totals[k].toFixed(1)} of ${n} images' responsibility, below ` +
+        `${((options.emptyClassFraction * n) / classes).toFixed(1)}; re-seeded it by splitting class ${neighbour + 1} ` +
+        `along the ${members.length} images the classes fit worst`,
+    );
+  }
+  engine.setTemplates(templates);
+}
+
+/** Splits the neighbour of `members` into class k, as reseedClasses describes; returns the neighbour. */
+async function splitNeighbour(run: Run, k: number, members: number[], templates: Float64Array): Promise<number> {
+  const { pixels, classes, options } = run;
+  const votes = new Array<number>(classes).fill(0);
+  for (const image of members) votes[run.lastClass[image]] += 1;
+  let neighbour = k === 0 ? 1 : 0;
+  for (let j = 0; j < classes; j++) if (j !== k && votes[j] > votes[neighbour]) neighbour = j;
+
+  templates.copyWithin(k * pixels, neighbour * pixels, (neighbour + 1) * pixels);
+  run.classWeights.split(neighbour, k);
+  run.engine.setTemplates(templates);
+  const step = new Float64Array(pixels);
+  let responsibility = 0;
+  for (let start = 0; start < members.length; start += options.batchSize) {
+    const indices = members.slice(start, start + options.batchSize);
+    const { output } = await run.evaluate(indices, run.sigma, { gradient: true, responsibilities: true });
+    for (let j = 0; j < pixels; j++) step[j] += output.gradient[k * pixels + j];
+    const membership = classResponsibilities(output.responsibilities!, indices.length, classes);
+    for (let b = 0; b < indices.length; b++) responsibility += membership[b * classes + k];
+  }
+  if (responsibility > 0) {
+    const factor = (run.sigma * run.sigma) / responsibility;
+    for (let j = 0; j < pixels; j++) templates[k * pixels + j] += factor * step[j];
+  }
+  return neighbour;
 }
 
 async function train(run: Run, control: RunControl, phase: RunPhase): Promise<ReconstructionResult> {
-  const { options, engine, numerics, n, pixels } = run;
+  const { options, engine, numerics, n, pixels, classes } = run;
   const random = seededRandom(options.seed);
   engine.setTemplates(await initialTemplate(run));
   const initialSigma = run.sigma;
   const initial = await fullPass(run, false);
-  const optimiser = new GpuOptimiser(engine.device, options.optimiserPlugin, options.hyperParameters, engine.templateBuffer, engine.gradientBuffer, pixels);
+  const optimiser = new GpuOptimiser(
+    engine.device,
+    options.optimiserPlugin,
+    options.hyperParameters,
+    engine.templateBuffer,
+    engine.gradientBuffer,
+    classes * pixels,
+    classes,
+  );
   const context: TrainingContext = {
     optimiser,
     control,
@@ -453,39 +641,124 @@ async function train(run: Run, control: RunControl, phase: RunPhase): Promise<Re
   const objectivePerEpoch: number[] = [];
   let converged = false;
   let cancelled = false;
+  // Epochs since the last re-seed: the rotation windows and the convergence test restart there.
+  let settledEpochs = 0;
   try {
     for (let epoch = 1; epoch <= options.maxEpochs && !converged && !cancelled; epoch++) {
       const outcome = await runEpoch(run, context, epoch, shuffled(n, random));
       cancelled = outcome.cancelled;
       if (cancelled) break;
+      settledEpochs += 1;
       const theta = await engine.readTemplates();
       objectivePerEpoch.push(numerics.laplaceLogPrior(theta, options.lambda) + outcome.estimate);
+      const empty = classes > 1 && epoch < options.maxEpochs ? emptyClasses(outcome.classTotals, n, options.emptyClassFraction) : [];
+      if (empty.length > 0) {
+        await reseedClasses(run, optimiser, empty, epoch, outcome.classTotals);
+        settledEpochs = 0;
+        run.halfWidth = undefined;
+        continue;
+      }
       if (options.refineRotations) {
         run.centres = numerics.windowCentres(outcome.marginal, outcome.nodes, options.rotations);
-        const halfWidth = numerics.rotationWindowHalfWidth(epoch);
+        const halfWidth = numerics.rotationWindowHalfWidth(settledEpochs);
         run.halfWidth = halfWidth < Math.PI ? halfWidth : undefined;
       }
       const k = objectivePerEpoch.length;
-      if (k >= 3) converged = numerics.hasConverged(objectivePerEpoch[k - 3], objectivePerEpoch[k - 2], objectivePerEpoch[k - 1], options.tolerance);
+      if (settledEpochs >= 3) converged = numerics.hasConverged(objectivePerEpoch[k - 3], objectivePerEpoch[k - 2], objectivePerEpoch[k - 1], options.tolerance);
     }
   } finally {
     optimiser.destroy();
   }
 
-  const template = await engine.readTemplates();
+  const theta = await engine.readTemplates();
+  if (!cancelled && classes > 1) await pruneClasses(run);
   // A cancelled run skips the pass over the stack that the poses need.
-  const final = cancelled ? { objective: undefined, poses: [] } : await fullPass(run, true);
+  const final = cancelled ? undefined : await fullPass(run, true);
+  const summary = summariseRun(run, theta, final);
   return {
-    template,
+    template: summary.templates.slice(0, pixels),
+    templates: summary.templates,
+    classes: summary.classes,
+    notices: run.notices,
     size: run.stack.size,
     sigma: run.sigma,
     objectivePerEpoch,
-    poses: final.poses,
+    poses: summary.poses,
     initialObjective: initial.objective,
-    finalObjective: final.objective,
+    finalObjective: final?.objective,
     initialSigma,
     epochs: objectivePerEpoch.length,
     converged,
     cancelled,
   };
+}
+
+/**
+ * Removes classes that the stack gives no evidence for, one at a time: the class whose
+ * removal lowers ℓ least goes, while that loss is below the class's BIC cost (J/2) ln n,
+ * J parameters per template and n images. A class fitted to a few images' noise gains
+ * only about J/2 over the template those images come from. So copies of one view and
+ * classes without images are removed, while a distinct view costs its images more. The other templates are not re-fitted, which can only favour keeping a class.
+ */
+async function pruneClasses(run: Run): Promise<void> {
+  const { classes, pixels, n } = run;
+  const cost = 0.5 * pixels * Math.log(n);
+  const active = new Set(Array.from({ length: classes }, (_, k) => k));
+  const logWeightsWithout = (removed: number) => {
+    const weights = run.classWeights.weights();
+    let kept = 0;
+    for (const k of active) if (k !== removed) kept += weights[k];
+    return weights.map((weight, k) => (active.has(k) && k !== removed ? Math.log(weight / kept) : EXCLUDED_LOG_WEIGHT));
+  };
+  while (active.size > 1) {
+    const full = (await fullPass(run, false, logWeightsWithout(-1))).objective;
+    let best = -1;
+    let bestLoss = Infinity;
+    for (const k of active) {
+      const loss = full - (await fullPass(run, false, logWeightsWithout(k))).objective;
+      if (loss < bestLoss) {
+        best = k;
+        bestLoss = loss;
+      }
+    }
+    if (!(bestLoss < cost)) break;
+    active.delete(best);
+    run.classWeights.exclude(best);
+    run.pruned[best] = true;
+    run.notice(
+      `class ${best + 1} removed at the end: without it ℓ falls by ${bestLoss.toFixed(1)}, less than its ` +
+        `cost (J/2) ln n = ${cost.toFixed(1)}, so the stack gives no evidence for it`,
+    );
+  }
+}
+
+/**
+ * Sorts the classes by size and renumbers each image's class to its position in that
+ * order. Without a final pass (a cancelled run) the classes keep the engine's order and
+ * carry no image counts.
+ */
+function summariseRun(run: Run, theta: Float32Array, final: FullPass | undefined) {
+  const { pixels, classes, options } = run;
+  const weights = run.classWeights.weights();
+  if (!final) {
+    const summaries: ClassSummary[] = Array.from({ length: classes }, (_, k) => ({
+      index: k,
+      images: 0,
+      weight: weights[k],
+      responsibility: 0,
+      empty: false,
+      redundant: false,
+      duplicateOf: null,
+      reseeds: run.reseeds[k],
+    }));
+    return { templates: theta, classes: summaries, poses: [] as ImagePose[] };
+  }
+  const assigned = final.poses.map((pose) => pose.classNumber - 1);
+  const summaries = summariseClasses(theta, run.stack.size, weights, final.responsibilityTotals, assigned, run.reseeds, run.pruned, options.emptyClassFraction);
+  const position = new Array<number>(classes);
+  summaries.forEach((summary, i) => (position[summary.index] = i));
+  const templates = new Float32Array(classes * pixels);
+  summaries.forEach((summary, i) => templates.set(theta.subarray(summary.index * pixels, (summary.index + 1) * pixels), i * pixels));
+  const poses = final.poses.map((pose) => ({ ...pose, classNumber: position[pose.classNumber - 1] + 1 }));
+  return { templates, classes: summaries, poses };
 }

@@ -478,6 +478,8 @@ export interface ParticleStarRow {
   weight: number;
   /** `_rlnClassNumber`, 1-based; 1 when absent. */
   classNumber?: number;
+  /** Probability of that class, written as `_classify2dClassProbability`; 1 when absent. */
+  classProbability?: number;
 }
 
 export interface ParticleStarOptions {
@@ -500,6 +502,9 @@ const DEFAULT_OPTICS = { voltage: 300, sphericalAberration: 2.7, amplitudeContra
 
 /** Label of the scale column, which RELION has no label for. */
 export const SCALE_LABEL = 'classify2dScale';
+
+/** Label of the class-probability column, which RELION 3.1 has no label for. */
+export const CLASS_PROBABILITY_LABEL = 'classify2dClassProbability';
 
 /**
  * Writes particles and their poses as a RELION 3.1 particle file: data_optics with one group
@@ -537,12 +542,14 @@ export function writeParticleStar(rows: readonly ParticleStarRow[], options: Par
     'rlnClassNumber',
     'rlnMaxValueProbDistribution',
     SCALE_LABEL,
+    CLASS_PROBABILITY_LABEL,
   ];
   const particleRows = rows.map((row, i) => formatParticle(row, i, pixelSize));
 
   return [
     '# version 30001',
-    '# Written by classify2d. _classify2dScale is the pose scale c, which RELION has no label for.',
+    '# Written by classify2d. _classify2dScale is the pose scale c and _classify2dClassProbability',
+    '# the probability of the image\'s class; RELION has no labels for them.',
     '',
     ...formatLoop('optics', optics.labels, [optics.row]),
     '# version 30001',
@@ -609,6 +616,10 @@ function formatParticle(row: ParticleStarRow, i: number, pixelSize: number): str
   if (!Number.isSafeInteger(classNumber) || classNumber < 1) {
     throw new StarError(`${where}: classNumber is ${classNumber}; it must be an integer of at least 1`);
   }
+  const classProbability = row.classProbability ?? 1;
+  if (!(classProbability >= 0 && classProbability <= 1)) {
+    throw new StarError(`${where}: classProbability is ${classProbability}; it must be in [0, 1]`);
+  }
   return [
     quoteValue(row.imageName),
     '1',
@@ -619,6 +630,7 @@ function formatParticle(row: ParticleStarRow, i: number, pixelSize: number): str
     String(classNumber),
     formatSignificant(row.weight),
     formatSignificant(row.scale),
+    formatSignificant(classProbability),
   ];
 }
 

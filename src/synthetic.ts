@@ -52,6 +52,18 @@ export function figureTemplate(size: number): Float32Array {
   return template;
 }
 
+/**
+ * Returns the template divided by its pixel standard deviation, so that templates of
+ * different contrast give the same SNR at one σ. The mean is kept.
+ */
+export function unitVariance(template: Float32Array): Float32Array {
+  let mean = 0;
+  for (const value of template) mean += value / template.length;
+  let variance = 0;
+  for (const value of template) variance += (value - mean) ** 2 / template.length;
+  return template.map((value) => value / Math.sqrt(variance));
+}
+
 /** Mulberry32: a small seeded generator of uniform deviates in [0, 1). */
 export function seededRandom(seed: number): () => number {
   let state = seed >>> 0;

@@ -70,7 +70,7 @@ export function serveReconstruction(endpoint: Comlink.Endpoint, openDevice: () =
       try {
         const result = await run;
         if (callbackError !== undefined) throw callbackError;
-        return Comlink.transfer(result, [result.template.buffer]);
+        return Comlink.transfer(result, [result.template.buffer, result.templates.buffer]);
       } finally {
         running = undefined;
         resume();

@@ -339,7 +339,17 @@ describe('writeParticleStar', () => {
       'rlnClassNumber',
       'rlnMaxValueProbDistribution',
       'classify2dScale',
+      'classify2dClassProbability',
     ]);
+  });
+
+  it('writes class numbers and probabilities', () => {
+    const classified = rows.map((row, i) => ({ ...row, classNumber: i + 2, classProbability: 0.25 * (i + 1) }));
+    const loop = parseStar(writeParticleStar(classified, { pixelSize })).blocks[1].loops[0];
+    const value = (row: number, label: string) => loop.rows[row][loop.labels.indexOf(label)];
+    expect(value(0, 'rlnClassNumber')).toBe('2');
+    expect(Number(value(1, 'classify2dClassProbability'))).toBe(0.5);
+    expect(() => writeParticleStar([{ ...rows[0], classProbability: 1.5 }], { pixelSize })).toThrow('classProbability is 1.5; it must be in [0, 1]');
   });
 
   it('writes given microscope values', () => {
