@@ -9,7 +9,7 @@ import { checkImages, imagesOf, MrcError, readMrc, type MrcFile } from '../src/m
 import { templateFromPicture } from '../src/picture.js';
 import { readPng } from '../src/png.js';
 import { parseStar, readParticles, StarError } from '../src/star.js';
-import { simulateStack } from '../src/synthetic.js';
+import { figureTemplate, seededRandom, simulateStack, unitVariance } from '../src/synthetic.js';
 
 export interface Dataset {
   /** [count, size, size]. */
@@ -69,8 +69,38 @@ function simulateFromPng(bytes: Uint8Array, name: string, settings: SimulationSe
   };
 }
 
-export function exampleDataset(settings: SimulationSettings): Dataset {
-  return simulateFromPng(mandrillBytes(), 'the mandrill picture', settings);
+/**
+ * Simulates the built-in example: the mandrill alone, or with two views, half the images
+ * of the mandrill and half of a synthetic figure scaled to the same pixel variance, in a
+ * seeded random order.
+ */
+export function exampleDataset(settings: SimulationSettings, views: 1 | 2 = 1): Dataset {
+  if (views === 1) return simulateFromPng(mandrillBytes(), 'the mandrill picture', settings);
+  checkSettings(settings);
+  const { size, snr, seed } = settings;
+  const png = readPng(mandrillBytes(), 'the mandrill picture');
+  const figure = unitVariance(figureTemplate(size));
+  const templates = [templateFromPicture(png.image, png.width, png.height, size), figure];
+  const counts = [Math.ceil(settings.images / 2), Math.floor(settings.images / 2)];
+  const stacks = templates.map((template, v) => simulateStack(template, size, { count: Math.max(counts[v], 1), snr, seed: seed + v, scaleHalfRange: 0 }, resample));
+  const sources = counts.flatMap((count, v) => Array.from({ length: count }, (_, i) => [v, i] as const));
+  const random = seededRandom(seed ^ 0x2545f491);
+  for (let i = sources.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [sources[i], sources[j]] = [sources[j], sources[i]];
+  }
+  const pixels = size * size;
+  const images = new Float32Array(sources.length * pixels);
+  sources.forEach(([v, i], slot) => images.set(stacks[v].images.subarray(i * pixels, (i + 1) * pixels), slot * pixels));
+  return {
+    images,
+    size,
+    count: sources.length,
+    imageNames: sources.map((_, i) => `${String(i + 1).padStart(6, '0')}@simulated.mrcs`),
+    pixelSize: 1,
+    description: `${sources.length} images of ${size}² of two views (${counts[0]} of the mandrill, ${counts[1]} of a figure) at SNR ${snr}`,
+    notes: [],
+  };
 }
 
 function fileBytes(file: File): Promise<Uint8Array> {

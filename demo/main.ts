@@ -135,7 +135,7 @@ dropZone.addEventListener('drop', (event) => {
 
 async function loadDataset(): Promise<Dataset> {
   const source = (document.querySelector('input[name=source]:checked') as HTMLInputElement).value;
-  if (source === 'example') return exampleDataset(simulationSettings());
+  if (source === 'example') return exampleDataset(simulationSettings(), element<HTMLSelectElement>('views').value === '2' ? 2 : 1);
   return datasetFromFiles(droppedFiles, simulationSettings(), element<HTMLInputElement>('drop-bad').checked);
 }
 
@@ -149,7 +149,38 @@ interface RunView {
 }
 
 function resetResults(): void {
-  for (const id of ['truth-figure', 'aligned-figure', 'frc-chart', 'score', 'downloads']) element(id).hidden = true;
+  for (const id of ['truth-figure', 'aligned-figure', 'frc-chart', 'score', 'downloads', 'gallery-section']) element(id).hidden = true;
+}
+
+/** Draws class templates [K, N, N] as a gallery, each captioned. */
+function drawGallery(templates: Float32Array, size: number, captions: string[]): void {
+  const pixels = size * size;
+  const figures = captions.map((caption, k) => {
+    const figure = document.createElement('figure');
+    const canvas = document.createElement('canvas');
+    canvas.width = 128;
+    canvas.height = 128;
+    drawImage(canvas, templates.subarray(k * pixels, (k + 1) * pixels), size);
+    const label = document.createElement('figcaption');
+    label.textContent = caption;
+    figure.append(canvas, label);
+    return figure;
+  });
+  element('gallery').replaceChildren(...figures);
+  element('gallery-section').hidden = false;
+}
+
+/** Draws the classes that hold images, largest first, captioned with their sizes and weights. */
+function showClasses(dataset: Dataset, result: ReconstructionResult): void {
+  const supported = result.classes.filter((summary) => summary.images > 0);
+  if (result.classes.length < 2 || supported.length === 0) return;
+  const captions = supported.map((summary, position) => {
+    const flags = [summary.duplicateOf !== null ? `copy of class ${summary.duplicateOf + 1}` : '', summary.empty ? 'nearly empty' : '']
+      .filter(Boolean)
+      .join(', ');
+    return `class ${position + 1}: ${summary.images} images, π ${summary.weight.toFixed(2)}${flags ? ` (${flags})` : ''}`;
+  });
+  drawGallery(result.templates, dataset.size, captions);
 }
 
 function onProgress(view: RunView, progress: Progress): void {
@@ -162,7 +193,11 @@ function onProgress(view: RunView, progress: Progress): void {
   if (progress.phase !== 'full') return;
   view.objective.add(progress.step, progress.epoch, progress.objective);
   view.sigma.add(progress.step, progress.epoch, progress.sigma);
-  if (progress.template) drawImage(element('template'), progress.template, view.dataset.size);
+  if (!progress.template) return;
+  const size = view.dataset.size;
+  drawImage(element('template'), progress.template.subarray(0, size * size), size);
+  const classes = progress.template.length / (size * size);
+  if (classes > 1) drawGallery(progress.template, size, Array.from({ length: classes }, (_, k) => `class ${k + 1} (running)`));
 }
 
 function offerDownloads(dataset: Dataset, result: ReconstructionResult): void {
@@ -174,6 +209,12 @@ function offerDownloads(dataset: Dataset, result: ReconstructionResult): void {
   const { size, pixelSize } = dataset;
   link('download-mrc', writeMrc(result.template, size, size, 1, { pixelSize, labels: ['classify2d template'] }), 'application/octet-stream');
   link('download-png', writePng(result.template, size, size), 'image/png');
+  const supported = result.classes.filter((summary) => summary.images > 0).length;
+  const classesLink = element<HTMLAnchorElement>('download-classes');
+  classesLink.hidden = result.classes.length < 2 || supported === 0;
+  if (!classesLink.hidden) {
+    link('download-classes', writeMrc(result.templates.slice(0, supported * size * size), size, size, supported, { pixelSize }), 'application/octet-stream');
+  }
   const star = element<HTMLAnchorElement>('download-star');
   star.hidden = result.poses.length === 0;
   if (result.poses.length > 0) {
@@ -251,6 +292,7 @@ async function start(): Promise<void> {
     statusLine.textContent = `${outcome} after ${result.epochs} epochs in ${formatSeconds(seconds)}; σ ${result.sigma.toPrecision(4)}. ${dataset.description}.`;
     progressBar.value = result.cancelled ? progressBar.value : 1;
     offerDownloads(dataset, result);
+    showClasses(dataset, result);
     showScore(dataset, result);
     setState(result.cancelled ? 'cancelled' : 'done');
   } catch (error) {

@@ -11,6 +11,7 @@ import { main } from '../src/cli/main.js';
 import { readMrc, writeMrc } from '../src/mrc.js';
 import { writePng } from '../src/png.js';
 import { parseStar, readParticles } from '../src/star.js';
+import { figureTemplate, unitVariance } from '../src/synthetic.js';
 
 /**
  * The `classify2d` command, run as a real process from the TypeScript sources, on the
@@ -346,6 +347,43 @@ describe('classify2d command line', () => {
     const names = readParticles(parseStar(readFileSync(join(out, 'poses.star'), 'utf8'))).particles;
     expect(names[5].stackPath).toBe('../data/stack.mrcs');
     expect(names[5].index).toBe(5);
+  });
+
+  it('sorts two views into classes', async () => {
+    // A second view: the figure template at unit pixel variance, simulated beside the mandrill.
+    const template = join(folder, 'figure.mrc');
+    writeFileSync(template, writeMrc(unitVariance(figureTemplate(16)), 16, 16, 1, { pixelSize: 2.5 }));
+    const second = join(folder, 'second');
+    const simulated = await classify2d(['simulate', template, '--n', '24', '--snr', '4', '--scale-half-range', '0', '--seed', '4', '--out', second]);
+    expect(simulated.status, simulated.stderr).toBe(0);
+    // One particle file over both stacks, the second view's images after the first's.
+    const rows = (dir: string) => readFileSync(join(dir, 'particles.star'), 'utf8').split('\n').filter((line) => /^\d+@/.test(line));
+    const lines = readFileSync(join(data, 'particles.star'), 'utf8').split('\n');
+    const header = lines.slice(0, lines.findIndex((line) => /^\d+@/.test(line)));
+    const star = join(folder, 'both.star');
+    const both = [
+      ...rows(data).map((line) => line.replace('@stack.mrcs', '@data/stack.mrcs')),
+      ...rows(second).map((line) => line.replace('@stack.mrcs', '@second/stack.mrcs')),
+    ];
+    writeFileSync(star, [...header, ...both, ''].join('\n'));
+
+    const out = join(folder, 'classes');
+    const outcome = await classify2d(['reconstruct', star, '--out', out, ...GRID, '--epochs', '4', '--classes', '2']);
+    expect(outcome.status, outcome.stderr).toBe(0);
+    const averages = readMrc(new Uint8Array(readFileSync(join(out, 'classes.mrcs'))));
+    expect(averages.header.nz).toBe(2);
+    expect(existsSync(join(out, 'classes.png'))).toBe(true);
+    const report = readJson(join(out, 'report.json'));
+    expect(report.classes.map((c: { images: number }) => c.images)).toEqual([24, 24]);
+    expect(report.options.classes).toBe(2);
+    const particles = parseStar(readFileSync(join(out, 'poses.star'), 'utf8')).blocks[1].loops[0];
+    const classColumn = particles.labels.indexOf('rlnClassNumber');
+    const classes = particles.rows.map((row) => Number(row[classColumn]));
+    expect(new Set(classes.slice(0, 24)).size, 'classes of the mandrill images').toBe(1);
+    expect(new Set(classes.slice(24)).size, 'classes of the figure images').toBe(1);
+    expect(classes[0]).not.toBe(classes[24]);
+    const probability = particles.labels.indexOf('classify2dClassProbability');
+    expect(particles.rows.every((row) => Number(row[probability]) > 0.9)).toBe(true);
   });
 
   it('keeps existing results without --force', async () => {

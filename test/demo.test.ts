@@ -131,6 +131,27 @@ describe('demo page in Chromium', () => {
     await page.close();
   });
 
+  it('shows two views as classes', async () => {
+    const { page, errors } = await openPage();
+    await page.selectOption('#views', '2');
+    await page.fill('#images', '30');
+    await page.fill('#snr', '4');
+    await page.fill('#size', '16');
+    await page.fill('input[name=rotations]', '8');
+    await page.fill('input[name=maxEpochs]', '4');
+    await page.fill('input[name=classes]', '2');
+    await page.click('#start');
+    await page.waitForFunction(() => ['done', 'failed', 'cancelled'].includes(document.body.dataset.state ?? ''), null, { timeout: 240_000 });
+    expect(await page.evaluate(() => document.body.dataset.state), await page.textContent('#message') ?? '').toBe('done');
+    const captions = await page.locator('#gallery figcaption').allTextContents();
+    expect(captions, captions.join(' | ')).toHaveLength(2);
+    const sizes = captions.map((caption) => Number(/: (\d+) images/.exec(caption)?.[1]));
+    expect(sizes.sort((a, b) => a - b)).toEqual([15, 15]);
+    expect(await page.isVisible('#download-classes')).toBe(true);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
   it('pauses and cancels a run', async () => {
     const { page } = await openPage();
     await page.fill('#images', '20');

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { writeMrc } from '../mrc.js';
 import { createNodeReconstructor } from '../node-client.js';
 import { resolveOptions, type ReconstructionOptions, type ResolvedOptions } from '../options.js';
-import { writePng } from '../png.js';
+import { montage, writePng } from '../png.js';
 import type { ReconstructionResult } from '../reconstruct.js';
 import { resolutionAngstrom } from '../metrics.js';
 import { writeParticleStar } from '../star.js';
@@ -45,18 +45,22 @@ const OPTION_FLAGS: readonly OptionFlag[] = [
   { name: 'init', option: 'init', kind: 'string', choices: ['jensen', 'zeros', 'random'], help: "Initial template (default 'jensen')." },
   { name: 'jensen-iterations', option: 'jensenIterations', kind: 'integer', help: 'Passes over the stack of the Jensen-bound initialisation (default 1).' },
   { name: 'initial-sigma', option: 'initialSigma', kind: 'number', value: 'SIGMA', help: "Initial noise σ (default half the stack's pixel standard deviation)." },
+  { name: 'classes', option: 'classes', kind: 'integer', value: 'K', help: 'Classes to sort the images into, each with its own template (default 1).' },
+  { name: 'empty-class-fraction', option: 'emptyClassFraction', kind: 'number', value: 'F', help: 'A class holding less than F × n/K images of responsibility in an epoch is re-seeded, and reported empty at the end (default 0.2).' },
+  { name: 'learning-rate-class-weights', option: 'learningRateClassWeights', kind: 'number', value: 'RATE', help: 'Learning rate of the class weights (default 0.5).' },
   { name: 'seed', option: 'seed', kind: 'integer', help: 'Seed of the shuffling and of the random initialisation (default 1).' },
 ];
 
-const OUTPUTS = ['template.mrc', 'template.png', 'poses.star', 'report.json', 'halves.mrcs', 'template.partial.mrc'];
+const OUTPUTS = ['template.mrc', 'template.png', 'classes.mrcs', 'classes.png', 'poses.star', 'report.json', 'halves.mrcs', 'template.partial.mrc'];
 
 export const reconstructCommand: CommandSpec = {
   name: 'reconstruct',
   usage: 'reconstruct <stack.mrcs | particles.star> --out DIR [options]',
   summary:
-    'Reconstructs one template from a stack of noisy images. The rotation, shift and scale of each image ' +
-    'are integrated out on a grid, on the local GPU (or SwiftShader where there is none). Writes ' +
-    'template.mrc, template.png, poses.star and report.json to DIR.',
+    'Reconstructs templates from a stack of noisy images. There is one template, or with --classes K one ' +
+    'per class. The rotation, shift and scale of each image, and its class, are integrated out on a grid, on the local ' +
+    'GPU (or SwiftShader where there is none). Writes template.mrc, template.png, poses.star and ' +
+    'report.json to DIR, and with K > 1 the class averages as classes.mrcs and classes.png.',
   positionals: 1,
   flags: [
     { name: 'out', kind: 'string', value: 'DIR', required: true, help: 'Folder for the results, created if missing.' },
@@ -72,8 +76,13 @@ export const reconstructCommand: CommandSpec = {
     'Ctrl-C (or SIGTERM) stops the run after its current step and writes the template reached so far, with ' +
       '"cancelled": true in report.json; the initialisation before the first step runs to its end. ' +
       'A second Ctrl-C quits at once. poses.star holds each ' +
-      "image's most probable pose: psi in degrees, origins in Å, the pose scale in _classify2dScale " +
-      'and its posterior weight in _rlnMaxValueProbDistribution.',
+      "image's most probable class and pose: psi in degrees, origins in Å, the pose scale in " +
+      '_classify2dScale, its posterior weight in _rlnMaxValueProbDistribution, and the class probability ' +
+      'in _classify2dClassProbability.',
+    'With K > 1, classes.mrcs holds the classes that images were assigned to, largest first, so that ' +
+      "_rlnClassNumber N is image N of the stack; template.mrc is the largest class. Classes without " +
+      'evidence in the stack (BIC) are removed at the end, and report.json lists each class with its size, ' +
+      'weight, flags (empty, redundant, copy of another) and re-seeds.',
   ],
 };
 
@@ -197,6 +206,7 @@ export async function runReconstruct(parsed: ParsedCommand, context: CommandCont
         signal: interrupt,
         onProgress: (progress) => {
           stepped = true;
+          for (const notice of progress.notices ?? []) bar.log(notice);
           bar.update(progress);
           if (progress.template && progress.phase === 'full') snapshot = progress.template;
           if (progress.phase === 'full') epochSeconds[progress.epoch - 1] = progress.elapsedSeconds;
@@ -211,7 +221,10 @@ export async function runReconstruct(parsed: ParsedCommand, context: CommandCont
       error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
       template: snapshot ? 'template.partial.mrc' : null,
     };
-    if (snapshot) await writeOutput(join(out, 'template.partial.mrc'), writeMrc(snapshot, stack.size, stack.size, 1, { pixelSize }));
+    if (snapshot) {
+      const classes = snapshot.length / (stack.size * stack.size);
+      await writeOutput(join(out, 'template.partial.mrc'), writeMrc(snapshot, stack.size, stack.size, classes, { pixelSize }));
+    }
     await writeOutput(join(out, 'report.json'), formatJson(report));
     context.log(`the run failed; ${snapshot ? 'the last template snapshot is in template.partial.mrc, and ' : ''}report.json records the error`);
     throw error;
@@ -233,6 +246,9 @@ export async function runReconstruct(parsed: ParsedCommand, context: CommandCont
     initialObjective: result.initialObjective,
     finalObjective: result.finalObjective ?? null,
     objectivePerEpoch: result.objectivePerEpoch,
+    classes: classReport(result),
+    reseeds: result.classes.reduce((sum, summary) => sum + summary.reseeds, 0),
+    notices: result.notices,
     validation: validationReport(result, pixelSize),
     timings: {
       readSeconds,
@@ -283,6 +299,18 @@ async function writeResults(out: string, stack: LoadedStack, result: Reconstruct
   await writeOutput(join(out, 'template.mrc'), writeMrc(result.template, size, size, 1, { pixelSize, labels: ['classify2d template'] }));
   await writeOutput(join(out, 'template.png'), writePng(result.template, size, size));
   written.push('template.mrc', 'template.png');
+  const supported = result.classes.filter((summary) => summary.images > 0).length;
+  if (result.classes.length > 1 && supported > 0) {
+    // The classes come sorted by size, so the supported ones are the first, and each
+    // image's _rlnClassNumber is its class's image in classes.mrcs.
+    const pixels = size * size;
+    const averages = result.templates.slice(0, supported * pixels);
+    await writeOutput(join(out, 'classes.mrcs'), writeMrc(averages, size, size, supported, { pixelSize, labels: ['classify2d class averages, largest class first'] }));
+    const tiles = Array.from({ length: supported }, (_, k) => averages.subarray(k * pixels, (k + 1) * pixels));
+    const gallery = montage(tiles, size);
+    await writeOutput(join(out, 'classes.png'), writePng(gallery.image, gallery.width, gallery.height));
+    written.push('classes.mrcs', 'classes.png');
+  }
   if (result.poses.length > 0) {
     const rows = result.poses.map((pose, i) => ({ imageName: imageName(stack.sources[i], out), ...pose }));
     await writeOutput(join(out, 'poses.star'), writeParticleStar(rows, { pixelSize, imageSize: size }));
@@ -296,6 +324,21 @@ async function writeResults(out: string, stack: LoadedStack, result: Reconstruct
     written.push('halves.mrcs');
   }
   return written;
+}
+
+/** Lists the classes in the order of classes.mrcs with their flags; duplicateOf is a class number. */
+function classReport(result: ReconstructionResult) {
+  return result.classes.map((summary, position) => ({
+    classNumber: position + 1,
+    images: summary.images,
+    weight: summary.weight,
+    responsibility: summary.responsibility,
+    empty: summary.empty,
+    redundant: summary.redundant,
+    duplicateOf: summary.duplicateOf === null ? null : summary.duplicateOf + 1,
+    reseeds: summary.reseeds,
+    inClassesMrcs: result.classes.length > 1 && summary.images > 0,
+  }));
 }
 
 function validationReport(result: ReconstructionResult, pixelSize: number) {
