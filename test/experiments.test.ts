@@ -90,7 +90,8 @@ describe('experiments report', () => {
     }
     expect(page).toContain('Adapter: test adapter.');
     const links = [...page.matchAll(/!\[[^\]]*\]\(([^)]+)\)/g)].map((match) => match[1]);
-    expect(links).toHaveLength(8);
+    // The grid's 4 cells and its strip, 3 initialisation strips and a chart, 2 charts, the halves and their FRC.
+    expect(links).toHaveLength(13);
     for (const link of links) {
       const path = join(folder, link);
       expect(existsSync(path), link).toBe(true);

@@ -44,6 +44,11 @@ export async function writeReport(results: Results, folder: string, command: str
   const renderer = await ChartRenderer.open();
   try {
     const gridImage = await save('grid.png', imageStrip([results.truth, ...results.grid.map((cell) => cell.run.aligned)], size));
+    const cellImages = new Map<string, string>();
+    for (const { snr, images, run } of results.grid) {
+      cellImages.set(`${snr} ${images}`, await save(`grid-snr${snr}-n${images}.png`, imageStrip([results.truth, run.aligned], size)));
+    }
+    const halvesImage = await save('split-halves.png', imageStrip([...results.splitHalf.halfImages, results.splitHalf.run.aligned], size));
     const initStrips: string[] = [];
     for (const { init, epochTemplates } of results.initialisations) {
       initStrips.push(await save(`init-${init}.png`, imageStrip(epochTemplates, size)));
@@ -87,9 +92,19 @@ export async function writeReport(results: Results, folder: string, command: str
       '',
       `## SNR and stack size (${formatSeconds(results.seconds.grid)})`,
       '',
-      `![The truth, then the reconstructions in the order of the table](${gridImage})`,
+      'Each cell shows the truth, then the reconstruction aligned onto it, with r and the FRC 0.5 crossing under them.',
       '',
-      'The truth, then the reconstructions in the order of the table:',
+      `| SNR | ${config.gridImages.map((images) => `${images} images`).join(' | ')} |`,
+      `| --- | ${config.gridImages.map(() => '---').join(' | ')} |`,
+      ...config.gridSnrs.map((snr) => {
+        const cells = config.gridImages.map((images) => {
+          const { run } = results.grid.find((cell) => cell.snr === snr && cell.images === images)!;
+          return `![SNR ${snr}, ${images} images](${cellImages.get(`${snr} ${images}`)})<br>r ${run.r.toFixed(3)}, FRC 0.5 at ${crossing(run.crossing05)}`;
+        });
+        return `| ${snr} | ${cells.join(' | ')} |`;
+      }),
+      '',
+      `All four beside the truth: ![The truth, then the reconstructions in the order of the table below](${gridImage})`,
       '',
       '| SNR | images | r | FRC 0.5 crossing | σ (truth) | time |',
       '| --- | --- | --- | --- | --- | --- |',
@@ -137,6 +152,10 @@ export async function writeReport(results: Results, folder: string, command: str
       '',
       'Two random halves of the stack are reconstructed independently and aligned onto each other, which needs no truth. ' +
         'Their FRC estimates the resolution of a half; the FRC of the full reconstruction against the truth is beside it.',
+      '',
+      `![Half 1 and half 2, each aligned onto the truth, then the full reconstruction](${halvesImage})`,
+      '',
+      'Half 1 and half 2, each aligned onto the truth, then the full reconstruction:',
       '',
       `![FRC of the halves and against the truth](${frcChart})`,
       '',

@@ -92,6 +92,8 @@ export interface Results {
     halvesFrc: number[];
     truthFrc: number[];
     halves: { crossing05: number | null; crossing0143: number | null; r: number };
+    /** The two half reconstructions, each aligned onto the truth for display [N, N]. */
+    halfImages: [Float64Array, Float64Array];
     truth: { crossing05: number | null; crossing0143: number | null };
   };
   /** Wall time of each experiment, seconds. */
@@ -229,6 +231,7 @@ export async function runExperiments(
       halvesFrc: [...validation.frc],
       truthFrc: [...truthFrc.frc],
       halves: { crossing05: validation.crossing05, crossing0143: validation.crossing0143, r: validation.r },
+      halfImages: validation.halves.map((half) => alignTemplates(truth, half, config.size, { searchScale: false }).aligned) as [Float64Array, Float64Array],
       truth: { crossing05: truthFrc.crossing(0.5), crossing0143: truthFrc.crossing(0.143) },
     };
   });
