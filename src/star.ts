@@ -254,6 +254,42 @@ export interface StarParticle {
   pixelSize: number | null;
   /** `_rlnOpticsGroup`, in 3.1 files. */
   opticsGroup?: number;
+  /** The microscope values given for the particle (3.0) or its optics group (3.1). */
+  microscope: Microscope;
+}
+
+/** Microscope values of a particle; each is absent where the file has no column for it. */
+export interface Microscope {
+  /** `_rlnVoltage`, kV. */
+  voltage?: number;
+  /** `_rlnSphericalAberration`, Cs in mm. */
+  sphericalAberration?: number;
+  /** `_rlnAmplitudeContrast`, a fraction. */
+  amplitudeContrast?: number;
+}
+
+/** Reads the microscope columns of one row that the table has. */
+function readMicroscope(labels: string[], row: string[], name: string, line: number): Microscope {
+  const microscope: Microscope = {};
+  const column = (label: string) => labels.indexOf(label);
+  if (column('rlnVoltage') >= 0) microscope.voltage = parsePositive(row[column('rlnVoltage')], 'rlnVoltage', 'kV', name, line);
+  if (column('rlnSphericalAberration') >= 0) {
+    const value = row[column('rlnSphericalAberration')];
+    const cs = Number(value);
+    if (value.trim() === '' || !Number.isFinite(cs)) {
+      throw new StarError(`${name}: line ${line}: _rlnSphericalAberration is '${value}'; it must be a finite number in mm.`);
+    }
+    microscope.sphericalAberration = cs;
+  }
+  if (column('rlnAmplitudeContrast') >= 0) {
+    const value = row[column('rlnAmplitudeContrast')];
+    const contrast = Number(value);
+    if (value.trim() === '' || !(contrast >= 0 && contrast < 1)) {
+      throw new StarError(`${name}: line ${line}: _rlnAmplitudeContrast is '${value}'; it must be a fraction in [0, 1).`);
+    }
+    microscope.amplitudeContrast = contrast;
+  }
+  return microscope;
 }
 
 export interface StarParticles {
@@ -271,12 +307,14 @@ interface Table {
 }
 
 /**
- * Reads the images of a RELION particle table: stack paths, 0-based indices, pixel sizes and
- * optics groups. Other columns are not read.
+ * Reads the images of a RELION particle table: stack paths, 0-based indices, pixel sizes,
+ * optics groups and microscope values (voltage, Cs, amplitude contrast). Other columns are
+ * not read.
  * @param name file name for messages
  * @throws StarError naming the file, line and value. The causes are a missing particle table
  *   or `_rlnImageName` column, or an image name not of the form N@path with an integer N ≥ 1.
- *   A particle's optics group missing from data_optics or an invalid pixel size also throws.
+ *   A particle's optics group missing from data_optics, an invalid pixel size, or an invalid
+ *   voltage, Cs or amplitude contrast also throws.
  */
 export function readParticles(star: StarFile, name = star.name): StarParticles {
   const optics = star.blocks.find((block) => block.name === 'optics');
@@ -308,7 +346,8 @@ export function readParticles(star: StarFile, name = star.name): StarParticles {
       const magnification = parsePositive(row[magnificationColumn], 'rlnMagnification', '', name, line);
       pixelSize = (detector * 1e4) / magnification;
     }
-    return { ...parseImageName(row[imageColumn], name, line), pixelSize };
+    const microscope = readMicroscope(table.labels, row, name, line);
+    return { ...parseImageName(row[imageColumn], name, line), pixelSize, microscope };
   });
   return { particles, version: '3.0' };
 }
@@ -318,9 +357,11 @@ function readParticles31(star: StarFile, optics: StarBlock, name: string): StarP
   const groupColumn = requireColumn(opticsTable, 'rlnOpticsGroup', name);
   const opticsPixelColumn = opticsTable.labels.indexOf('rlnImagePixelSize');
   const pixelSizes = new Map<number, number | null>();
+  const microscopes = new Map<number, Microscope>();
   opticsTable.rows.forEach((row, i) => {
     const line = opticsTable.rowLines[i];
     const group = parseGroup(row[groupColumn], name, line);
+    microscopes.set(group, readMicroscope(opticsTable.labels, row, name, line));
     if (opticsPixelColumn < 0) {
       pixelSizes.set(group, null);
     } else {
@@ -357,7 +398,7 @@ function readParticles31(star: StarFile, optics: StarBlock, name: string): StarP
           `only groups ${[...pixelSizes.keys()].join(', ') || 'none'}. Add the group to data_optics.`,
       );
     }
-    return { ...parseImageName(row[imageColumn], name, line), pixelSize, opticsGroup: group };
+    return { ...parseImageName(row[imageColumn], name, line), pixelSize, opticsGroup: group, microscope: microscopes.get(group)! };
   });
 }
 

@@ -365,7 +365,8 @@ describe('classify2d command line', () => {
       ...rows(data).map((line) => line.replace('@stack.mrcs', '@data/stack.mrcs')),
       ...rows(second).map((line) => line.replace('@stack.mrcs', '@second/stack.mrcs')),
     ];
-    writeFileSync(star, [...header, ...both, ''].join('\n'));
+    // A 200 kV microscope in the optics table, which poses.star must keep.
+    writeFileSync(star, [...header, ...both, ''].join('\n').replace(' 300.000000 ', ' 200.000000 '));
 
     const out = join(folder, 'classes');
     const outcome = await classify2d(['reconstruct', star, '--out', out, ...GRID, '--epochs', '4', '--classes', '2']);
@@ -382,6 +383,8 @@ describe('classify2d command line', () => {
     expect(new Set(classes.slice(0, 24)).size, 'classes of the mandrill images').toBe(1);
     expect(new Set(classes.slice(24)).size, 'classes of the figure images').toBe(1);
     expect(classes[0]).not.toBe(classes[24]);
+    const optics = parseStar(readFileSync(join(out, 'poses.star'), 'utf8')).blocks[0].loops[0];
+    expect(optics.rows[0][optics.labels.indexOf('rlnVoltage')]).toBe('200.000000');
     const probability = particles.labels.indexOf('classify2dClassProbability');
     expect(particles.rows.every((row) => Number(row[probability]) > 0.9)).toBe(true);
   });

@@ -183,7 +183,7 @@ describe('readParticles', () => {
   it('reads rlnPixelSize in a data_images block', () => {
     const text = lines('data_images', 'loop_', '_rlnImageName', '_rlnPixelSize', '2@s.mrcs 1.7');
     const { particles } = readParticles(parseStar(text));
-    expect(particles).toEqual([{ stackPath: 's.mrcs', index: 1, pixelSize: 1.7 }]);
+    expect(particles).toEqual([{ stackPath: 's.mrcs', index: 1, pixelSize: 1.7, microscope: {} }]);
   });
 
   it('gives null pixel size when absent', () => {
@@ -194,7 +194,7 @@ describe('readParticles', () => {
   it('reads a single-particle key-value block', () => {
     const text = lines('data_', "_rlnImageName '000004@my stack.mrcs'");
     expect(readParticles(parseStar(text)).particles).toEqual([
-      { stackPath: 'my stack.mrcs', index: 3, pixelSize: null },
+      { stackPath: 'my stack.mrcs', index: 3, pixelSize: null, microscope: {} },
     ]);
   });
 
@@ -202,8 +202,8 @@ describe('readParticles', () => {
     const { particles, version } = readParticles(parseStar(RELION_31, 'p31.star'));
     expect(version).toBe('3.1');
     expect(particles).toEqual([
-      { stackPath: 'Extract/job007/a.mrcs', index: 11, pixelSize: 0.885, opticsGroup: 2 },
-      { stackPath: '/data/b.mrcs', index: 2, pixelSize: 1.244531, opticsGroup: 1 },
+      { stackPath: 'Extract/job007/a.mrcs', index: 11, pixelSize: 0.885, opticsGroup: 2, microscope: {} },
+      { stackPath: '/data/b.mrcs', index: 2, pixelSize: 1.244531, opticsGroup: 1, microscope: {} },
     ]);
   });
 
@@ -213,8 +213,28 @@ describe('readParticles', () => {
       'data_particles', 'loop_', '_rlnImageName', '1@a.mrcs',
     );
     expect(readParticles(parseStar(text)).particles).toEqual([
-      { stackPath: 'a.mrcs', index: 0, pixelSize: 1.1, opticsGroup: 3 },
+      { stackPath: 'a.mrcs', index: 0, pixelSize: 1.1, opticsGroup: 3, microscope: {} },
     ]);
+  });
+
+  it('reads microscope values', () => {
+    const text31 = lines(
+      'data_optics', 'loop_', '_rlnOpticsGroup', '_rlnImagePixelSize', '_rlnVoltage', '_rlnSphericalAberration', '_rlnAmplitudeContrast',
+      '1 1.1 200 0.01 0.07', '2 1.1 300 2.7 0.1',
+      'data_particles', 'loop_', '_rlnImageName', '_rlnOpticsGroup', '1@a.mrcs 2', '2@a.mrcs 1',
+    );
+    const particles = readParticles(parseStar(text31)).particles;
+    expect(particles[0].microscope).toEqual({ voltage: 300, sphericalAberration: 2.7, amplitudeContrast: 0.1 });
+    expect(particles[1].microscope).toEqual({ voltage: 200, sphericalAberration: 0.01, amplitudeContrast: 0.07 });
+    const text30 = lines('data_', 'loop_', '_rlnImageName', '_rlnVoltage', '1@s.mrcs 120');
+    expect(readParticles(parseStar(text30)).particles[0].microscope).toEqual({ voltage: 120 });
+  });
+
+  it('rejects invalid microscope values', () => {
+    const voltage = lines('data_', 'loop_', '_rlnImageName', '_rlnVoltage', '1@s.mrcs -5');
+    expect(() => readParticles(parseStar(voltage, 'v.star'))).toThrow("v.star: line 5: _rlnVoltage is '-5'; it must be a positive number in kV.");
+    const contrast = lines('data_', 'loop_', '_rlnImageName', '_rlnAmplitudeContrast', '1@s.mrcs 1.5');
+    expect(() => readParticles(parseStar(contrast, 'c.star'))).toThrow("c.star: line 5: _rlnAmplitudeContrast is '1.5'; it must be a fraction in [0, 1).");
   });
 
   it('rejects a missing rlnImageName column', () => {

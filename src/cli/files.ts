@@ -8,7 +8,7 @@ import { extname, join, relative, resolve } from 'node:path';
 
 import { checkImages, imagesOf, MrcError, readMrc, type MrcFile } from '../mrc.js';
 import { readPng } from '../png.js';
-import { parseStar, readParticles, resolveStackPath, StarError } from '../star.js';
+import { parseStar, readParticles, resolveStackPath, StarError, type Microscope } from '../star.js';
 import { UsageError } from './args.js';
 
 /** Origin of an image of a loaded stack: its file and position. */
@@ -34,6 +34,8 @@ export interface LoadedStack {
   constant: number[];
   /** Problems that did not stop the read. */
   warnings: string[];
+  /** Microscope values that every particle of a STAR file shares; empty otherwise. */
+  microscope: Microscope;
 }
 
 export interface LoadStackOptions {
@@ -74,6 +76,7 @@ export async function loadStack(path: string, options: LoadStackOptions = {}): P
     dropped: checked.dropped.map((index) => ({ stackPath, index })),
     constant: checked.constant,
     warnings: [...file.warnings],
+    microscope: {},
   };
 }
 
@@ -152,7 +155,23 @@ async function loadParticleFile(path: string, options: LoadStackOptions): Promis
     dropped,
     constant,
     warnings,
+    microscope: commonMicroscope(particles.map((particle) => particle.microscope), warnings, path),
   };
+}
+
+/**
+ * Returns the microscope values that all particles share, so that poses.star can carry
+ * them. Where they differ, returns none and warns, because poses.star has one optics group.
+ */
+function commonMicroscope(microscopes: Microscope[], warnings: string[], path: string): Microscope {
+  const key = (microscope: Microscope) => JSON.stringify([microscope.voltage, microscope.sphericalAberration, microscope.amplitudeContrast]);
+  const distinct = new Set(microscopes.map(key));
+  if (distinct.size === 1) return microscopes[0];
+  warnings.push(
+    `${path}: the particles have ${distinct.size} different sets of voltage, Cs and amplitude contrast; ` +
+      "poses.star has one optics group, so it gets relion_import's defaults instead",
+  );
+  return {};
 }
 
 function commonPixelSize(path: string, sizes: (number | null)[]): number | null {

@@ -313,7 +313,7 @@ async function writeResults(out: string, stack: LoadedStack, result: Reconstruct
   }
   if (result.poses.length > 0) {
     const rows = result.poses.map((pose, i) => ({ imageName: imageName(stack.sources[i], out), ...pose }));
-    await writeOutput(join(out, 'poses.star'), writeParticleStar(rows, { pixelSize, imageSize: size }));
+    await writeOutput(join(out, 'poses.star'), writeParticleStar(rows, { pixelSize, imageSize: size, ...stack.microscope }));
     written.push('poses.star');
   }
   if (result.validation) {
