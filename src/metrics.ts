@@ -89,7 +89,8 @@ export function pearson(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return correlation(a, b);
 }
 
-function isConstant(values: ArrayLike<number>): boolean {
+/** Returns whether every value equals the first, as in an image with no contrast. */
+export function isConstant(values: ArrayLike<number>): boolean {
   const first = values[0];
   for (let i = 1; i < values.length; i++) if (values[i] !== first) return false;
   return true;

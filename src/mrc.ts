@@ -30,6 +30,8 @@
  *
  * The data start at byte 1024 + nsymbt, x fastest, then y, then z.
  */
+import { isConstant } from './metrics.js';
+
 
 /** Bytes in the main header. */
 export const MRC_HEADER_BYTES = 1024;
@@ -589,11 +591,6 @@ function nonFiniteError(name: string, z: number, pixel: number, nx: number, valu
     `${name}: image ${z} (z = ${z}) has a non-finite pixel ${value} at x ${pixel % nx}, ` +
       `y ${Math.floor(pixel / nx)}; fix the stack or pass { dropNonFinite: true } to drop such images`,
   );
-}
-
-function isConstant(image: Float32Array): boolean {
-  for (let i = 1; i < image.length; i++) if (image[i] !== image[0]) return false;
-  return true;
 }
 
 function gatherImages(data: Float32Array, pixels: number, indices: number[]): Float32Array {

@@ -194,12 +194,6 @@ export interface LoadedPicture {
   kind: 'png' | 'mrc';
 }
 
-/** Returns whether every value equals the first, as in a picture with no contrast. */
-export function isConstant(values: ArrayLike<number>): boolean {
-  for (let i = 1; i < values.length; i++) if (values[i] !== values[0]) return false;
-  return true;
-}
-
 /** Reads a PNG (as luma in [0, 1]) or an MRC file's first image. */
 export async function loadPicture(path: string): Promise<LoadedPicture> {
   const bytes = await readBytes(path);

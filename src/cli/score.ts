@@ -2,11 +2,11 @@
  * `classify2d score`: aligns a reconstruction onto the truth and prints r and the FRC
  * crossings as JSON.
  */
-import { resolutionAngstrom, scoreTemplate, type TemplateScore } from '../metrics.js';
+import { isConstant, resolutionAngstrom, scoreTemplate, type TemplateScore } from '../metrics.js';
 import { resizeImage } from '../picture.js';
 import { numberFlag, UsageError, type CommandSpec, type ParsedCommand } from './args.js';
 import type { CommandContext } from './context.js';
-import { isConstant, loadPicture, type LoadedPicture } from './files.js';
+import { loadPicture, type LoadedPicture } from './files.js';
 import { formatJson } from './json.js';
 
 export const scoreCommand: CommandSpec = {

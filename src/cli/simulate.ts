@@ -5,6 +5,7 @@
 import { join, resolve } from 'node:path';
 
 import { resample } from '../../gpu/host.js';
+import { isConstant } from '../metrics.js';
 import { writeMrc } from '../mrc.js';
 import { resizeImage, templateFromPicture } from '../picture.js';
 import { writePng } from '../png.js';
@@ -12,7 +13,7 @@ import { writeParticleStar } from '../star.js';
 import { simulateStack, type SimulatedStack } from '../synthetic.js';
 import { booleanFlag, numberFlag, stringFlag, UsageError, type CommandSpec, type ParsedCommand } from './args.js';
 import type { CommandContext } from './context.js';
-import { isConstant, loadPicture, prepareOutputFolder, writeOutput } from './files.js';
+import { loadPicture, prepareOutputFolder, writeOutput } from './files.js';
 import { formatJson } from './json.js';
 import { packageVersion } from './version.js';
 
