@@ -710,18 +710,22 @@ async function pruneClasses(run: Run): Promise<void> {
     for (const k of active) if (k !== removed) kept += weights[k];
     return weights.map((weight, k) => (active.has(k) && k !== removed ? Math.log(weight / kept) : EXCLUDED_LOG_WEIGHT));
   };
+  // ℓ with the active classes; after a removal it is the removed candidate's ℓ.
+  let full = (await fullPass(run, false, logWeightsWithout(-1))).objective;
   while (active.size > 1) {
-    const full = (await fullPass(run, false, logWeightsWithout(-1))).objective;
     let best = -1;
     let bestLoss = Infinity;
+    let bestObjective = full;
     for (const k of active) {
-      const loss = full - (await fullPass(run, false, logWeightsWithout(k))).objective;
-      if (loss < bestLoss) {
+      const without = (await fullPass(run, false, logWeightsWithout(k))).objective;
+      if (full - without < bestLoss) {
         best = k;
-        bestLoss = loss;
+        bestLoss = full - without;
+        bestObjective = without;
       }
     }
     if (!(bestLoss < cost)) break;
+    full = bestObjective;
     active.delete(best);
     run.classWeights.exclude(best);
     run.pruned[best] = true;
