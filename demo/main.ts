@@ -6,11 +6,9 @@
  */
 import { createBrowserReconstructor, type Reconstructor } from '../src/client.js';
 import { scoreTemplate } from '../src/metrics.js';
-import { writeMrc } from '../src/mrc.js';
 import { resolveOptions, type ReconstructionOptions } from '../src/options.js';
-import { writePng } from '../src/png.js';
 import type { Progress, ReconstructionResult } from '../src/reconstruct.js';
-import { writeParticleStar } from '../src/star.js';
+import { resultFiles, supportedClasses } from '../src/result-files.js';
 import { optimisers } from '../plugins/optimisers.js';
 import { reparameterisations } from '../plugins/reparameterisations.js';
 import { drawFrc, drawImage, StepChart } from './charts.js';
@@ -172,7 +170,7 @@ function drawGallery(templates: Float32Array, size: number, captions: string[]):
 
 /** Draws the classes that hold images, largest first, captioned with their sizes and weights. */
 function showClasses(dataset: Dataset, result: ReconstructionResult): void {
-  const supported = result.classes.filter((summary) => summary.images > 0);
+  const supported = result.classes.slice(0, supportedClasses(result));
   if (result.classes.length < 2 || supported.length === 0) return;
   const captions = supported.map((summary, position) => {
     const flags = [summary.duplicateOf !== null ? `copy of class ${summary.duplicateOf + 1}` : '', summary.empty ? 'nearly empty' : '']
@@ -200,26 +198,22 @@ function onProgress(view: RunView, progress: Progress): void {
   if (classes > 1) drawGallery(progress.template, size, Array.from({ length: classes }, (_, k) => `class ${k + 1} (running)`));
 }
 
+/** Download links and the result file each one offers. */
+const DOWNLOADS: [id: string, file: string, type: string][] = [
+  ['download-mrc', 'template.mrc', 'application/octet-stream'],
+  ['download-png', 'template.png', 'image/png'],
+  ['download-classes', 'classes.mrcs', 'application/octet-stream'],
+  ['download-star', 'poses.star', 'text/plain'],
+];
+
 function offerDownloads(dataset: Dataset, result: ReconstructionResult): void {
-  const link = (id: string, bytes: Uint8Array | string, type: string) => {
+  const files = resultFiles(result, { pixelSize: dataset.pixelSize, imageNames: dataset.imageNames });
+  for (const [id, file, type] of DOWNLOADS) {
     const anchor = element<HTMLAnchorElement>(id);
     if (anchor.href.startsWith('blob:')) URL.revokeObjectURL(anchor.href);
-    anchor.href = URL.createObjectURL(new Blob([bytes as BlobPart], { type }));
-  };
-  const { size, pixelSize } = dataset;
-  link('download-mrc', writeMrc(result.template, size, size, 1, { pixelSize, labels: ['classify2d template'] }), 'application/octet-stream');
-  link('download-png', writePng(result.template, size, size), 'image/png');
-  const supported = result.classes.filter((summary) => summary.images > 0).length;
-  const classesLink = element<HTMLAnchorElement>('download-classes');
-  classesLink.hidden = result.classes.length < 2 || supported === 0;
-  if (!classesLink.hidden) {
-    link('download-classes', writeMrc(result.templates.slice(0, supported * size * size), size, size, supported, { pixelSize }), 'application/octet-stream');
-  }
-  const star = element<HTMLAnchorElement>('download-star');
-  star.hidden = result.poses.length === 0;
-  if (result.poses.length > 0) {
-    const rows = result.poses.map((pose, i) => ({ imageName: dataset.imageNames[i], ...pose }));
-    link('download-star', writeParticleStar(rows, { pixelSize, imageSize: size }), 'text/plain');
+    const data = files.get(file);
+    anchor.hidden = data === undefined;
+    if (data !== undefined) anchor.href = URL.createObjectURL(new Blob([data as BlobPart], { type }));
   }
   element('downloads').hidden = false;
 }

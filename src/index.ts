@@ -76,5 +76,6 @@ export {
   type StarParticle,
 } from './star.js';
 export { montage, PngError, readPng, squareImage, writePng, type PngImage } from './png.js';
+export { resultFiles, supportedClasses, type ResultFileOptions } from './result-files.js';
 export { discMask, resizeImage, templateFromPicture, type DiscMaskOptions } from './picture.js';
 export { ClassWeights, type ClassSummary } from './classes.js';

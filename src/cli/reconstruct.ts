@@ -8,10 +8,9 @@ import { join, resolve } from 'node:path';
 import { writeMrc } from '../mrc.js';
 import { createNodeReconstructor } from '../node-client.js';
 import { resolveOptions, type ReconstructionOptions, type ResolvedOptions } from '../options.js';
-import { montage, writePng } from '../png.js';
 import type { ReconstructionResult } from '../reconstruct.js';
 import { resolutionAngstrom } from '../metrics.js';
-import { writeParticleStar } from '../star.js';
+import { resultFiles, supportedClasses } from '../result-files.js';
 import type { AdapterDescription } from '../node-gpu.js';
 import { booleanFlag, listFlag, numberFlag, stringFlag, UsageError, type CommandSpec, type Flag, type ParsedCommand } from './args.js';
 import { interruptExitStatus, type CommandContext } from './context.js';
@@ -131,7 +130,7 @@ function validateOptions(options: ReconstructionOptions, stack: LoadedStack): Re
   }
 }
 
-/** The resolved options as plain values for the report, without the plugin objects. */
+/** Returns the resolved options as plain values for the report, without the plugin objects. */
 function plainOptions(resolved: ResolvedOptions): Record<string, unknown> {
   // snapshotEvery is set by this command for its own use, not by the user.
   const { optimiserPlugin, reparameterisationPlugin, snapshotEvery, ...rest } = resolved;
@@ -262,7 +261,9 @@ export async function runReconstruct(parsed: ParsedCommand, context: CommandCont
   // Only a finished or stopped run removes an earlier run's files. A failed one keeps
   // them, because they may be the only results.
   if (force) await removeStaleOutputs(out, OUTPUTS, written);
-  const state = result.cancelled ? 'cancelled' : result.converged ? 'converged' : 'stopped at the epoch limit';
+  let state = 'stopped at the epoch limit';
+  if (result.converged) state = 'converged';
+  if (result.cancelled) state = 'cancelled';
   context.log(`${state} after ${result.epochs} epochs in ${runSeconds.toFixed(1)} s; σ ${result.sigma.toPrecision(4)}`);
   context.log(`wrote ${written.map((name) => join(out, name)).join(', ')}`);
   return result.cancelled ? interruptExitStatus(interrupt) : 0;
@@ -294,40 +295,15 @@ function reportHeader(
 }
 
 async function writeResults(out: string, stack: LoadedStack, result: ReconstructionResult, pixelSize: number): Promise<string[]> {
-  const size = stack.size;
-  const written: string[] = [];
-  await writeOutput(join(out, 'template.mrc'), writeMrc(result.template, size, size, 1, { pixelSize, labels: ['classify2d template'] }));
-  await writeOutput(join(out, 'template.png'), writePng(result.template, size, size));
-  written.push('template.mrc', 'template.png');
-  const supported = result.classes.filter((summary) => summary.images > 0).length;
-  if (result.classes.length > 1 && supported > 0) {
-    // The classes come sorted by size, so the supported ones are the first, and each
-    // image's _rlnClassNumber is its class's image in classes.mrcs.
-    const pixels = size * size;
-    const averages = result.templates.slice(0, supported * pixels);
-    await writeOutput(join(out, 'classes.mrcs'), writeMrc(averages, size, size, supported, { pixelSize, labels: ['classify2d class averages, largest class first'] }));
-    const tiles = Array.from({ length: supported }, (_, k) => averages.subarray(k * pixels, (k + 1) * pixels));
-    const gallery = montage(tiles, size);
-    await writeOutput(join(out, 'classes.png'), writePng(gallery.image, gallery.width, gallery.height));
-    written.push('classes.mrcs', 'classes.png');
-  }
-  if (result.poses.length > 0) {
-    const rows = result.poses.map((pose, i) => ({ imageName: imageName(stack.sources[i], out), ...pose }));
-    await writeOutput(join(out, 'poses.star'), writeParticleStar(rows, { pixelSize, imageSize: size, ...stack.microscope }));
-    written.push('poses.star');
-  }
-  if (result.validation) {
-    const halves = new Float32Array(2 * size * size);
-    halves.set(result.validation.halves[0], 0);
-    halves.set(result.validation.halves[1], size * size);
-    await writeOutput(join(out, 'halves.mrcs'), writeMrc(halves, size, size, 2, { pixelSize, labels: ['classify2d split-half templates'] }));
-    written.push('halves.mrcs');
-  }
-  return written;
+  const imageNames = stack.sources.map((source) => imageName(source, out));
+  const files = resultFiles(result, { pixelSize, imageNames, microscope: stack.microscope });
+  for (const [name, data] of files) await writeOutput(join(out, name), data);
+  return [...files.keys()];
 }
 
 /** Lists the classes in the order of classes.mrcs with their flags; duplicateOf is a class number. */
 function classReport(result: ReconstructionResult) {
+  const supported = result.classes.length > 1 ? supportedClasses(result) : 0;
   return result.classes.map((summary, position) => ({
     classNumber: position + 1,
     images: summary.images,
@@ -337,7 +313,7 @@ function classReport(result: ReconstructionResult) {
     redundant: summary.redundant,
     duplicateOf: summary.duplicateOf === null ? null : summary.duplicateOf + 1,
     reseeds: summary.reseeds,
-    inClassesMrcs: result.classes.length > 1 && summary.images > 0,
+    inClassesMrcs: position < supported,
   }));
 }
 
