@@ -95,6 +95,7 @@ describe('optimiser plugins', () => {
     const thetaBuffer = storage(theta, 'theta');
     const gradientBuffer = storage(new Float32Array(count), 'gradient');
     const optimiser = new GpuOptimiser(device, plugin, hyper, thetaBuffer, gradientBuffer, count, 3);
+
     const host = Float64Array.from(theta);
     const state = Array.from({ length: count }, () => new Float64Array(plugin.stateCount));
     for (let t = 1; t <= 3; t++) {
@@ -107,6 +108,7 @@ describe('optimiser plugins', () => {
         host[i] = Math.sign(moved) * Math.max(Math.abs(moved) - 0.05 * s * 0.3, 0);
       }
     }
+
     const gpu = await read(thetaBuffer);
     let worst = 0;
     for (let i = 0; i < count; i++) worst = Math.max(worst, Math.abs(gpu[i] - host[i]) / (1 + Math.abs(host[i])));
