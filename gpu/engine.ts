@@ -2,12 +2,18 @@
  * The WebGPU engine: log Ĩ_b, the responsibilities and both gradients of the pose
  * integral for a batch of images, in one queue submission per batch.
  *
- * Per sub-batch of images the command encoder records four kernels:
+ * With the reference kernel, the command encoder records four kernels per sub-batch of
+ * images:
  *
  *   energy          E[b, k, φ] = ‖X_b − R_φ θ_k‖²            one workgroup per term
  *   logsumexp       log Ĩ_b, γ[b, k, φ], Σ γ E               one workgroup per image
  *   gradientPartial Σ over a chunk of (b, φ) of γ R_φᵀ r     one invocation per (chunk, k, j)
  *   gradientReduce  Σ over chunks / σ², added to ∂/∂θ          one invocation per (k, j)
+ *
+ * The FFT kernel (`correlate.ts`) computes the same E and gradient from one rotated and
+ * scaled template per (image, class, rotation node, scale node), a block, with every
+ * whole-pixel shift at once by FFT cross-correlation; logsumexp and gradientReduce are
+ * shared. Blocks are processed in chunks that fit one work buffer.
  *
  * Sub-batches exist because a storage binding is limited to maxStorageBufferBindingSize
  * bytes (128 MiB by default). Images are grouped so that no per-image buffer (images,
@@ -18,9 +24,41 @@ import { energyKernel } from './energy.js';
 import { logsumexpKernel } from './logsumexp.js';
 import { GRADIENT_TARGET_INVOCATIONS, GRADIENT_WORKGROUP, gradientPartialKernel, gradientReduceKernel, REDUCE_WORKGROUP } from './gradient.js';
 import { posesOf, validateBatch, validateShape, validateTemplates, type BatchOutput, type EngineInput, type EngineShape, type EvaluateOptions } from './batch.js';
+import {
+  ELEMENT_WORKGROUP,
+  GATHER_WORKGROUP,
+  gammaFlagsKernel,
+  gammaMapKernel,
+  gradientGatherKernel,
+  residualMapKernel,
+  rotatedTemplatesKernel,
+  shiftEnergyKernel,
+  spectraInputKernel,
+  spectrumProductKernel,
+} from './correlate.js';
+import { fftKernel, fftSizeFor, inputOrder, LINE_WORKGROUP, lineCount, MAX_FFT_SIZE, radicesOf, twiddles, type FftLines } from './fft.js';
 import type { ParamsValues } from './params.js';
 
+/** 'reference' resamples every pose; 'fft' correlates over whole-pixel shifts (see the module comment). */
+export type EngineKernel = 'reference' | 'fft';
+
+/**
+ * Bytes of the FFT path's work buffer unless the binding limit is lower: 32 MiB holds
+ * 256 blocks at L = 128 and keeps the engine's footprint modest in a browser tab.
+ */
+export const FFT_WORK_BYTES = 32 * 1024 * 1024;
+
 export interface EngineOptions {
+  /** Kernel that evaluates the energies and the gradient. Default 'reference'. */
+  kernel?: EngineKernel;
+  /**
+   * With kernel 'fft': the largest |shift node| in whole pixels that evaluations may
+   * pass, which sets the FFT size L, the smallest 2^a 3^b 5^c ≥ N + 2·shiftReach. Default
+   * ⌊(shifts − 1) / 2⌋ of the larger shift axis, right for nodes −D … D in steps of 1.
+   */
+  shiftReach?: number;
+  /** With kernel 'fft': bytes of the work buffer, at most maxBindingBytes. Default FFT_WORK_BYTES. */
+  workBytes?: number;
   /**
    * Largest storage binding, bytes; defaults to the device's maxStorageBufferBindingSize.
    * A smaller value forces more sub-batches and gradient chunks, which tests use to
@@ -36,6 +74,34 @@ export class GpuError extends Error {
 
 const BYTES = 4;
 
+/** Buffers and bind groups of the FFT path for one sub-batch. */
+interface FftSubBatch {
+  spectra: GPUBuffer;
+  norms: GPUBuffer;
+  spectraGroups: { input: GPUBindGroup; rows: GPUBindGroup; columns: GPUBindGroup };
+  /** One params buffer and bind-group set per chunk of blocks. */
+  chunks: { params: GPUBuffer; groups: Record<FftChunkKernel, GPUBindGroup> }[];
+}
+
+type FftChunkKernel =
+  | 'rotated' | 'rowsForwardExtended' | 'rowsForwardShifts' | 'columnsForward' | 'columnsInverse'
+  | 'rowsInverseShifts' | 'rowsInverseExtended'
+  | 'productEnergy' | 'productGradient' | 'shiftEnergy' | 'gammaFlags' | 'gammaMap' | 'residualMap' | 'gather' | 'reduce';
+
+/** How the FFT path lays out its work. */
+export interface FftPlan {
+  /** L: side of the periodic grid, the smallest 2^a 3^b 5^c ≥ N + 2·reach. */
+  size: number;
+  /** D: the largest |shift node| accepted, whole pixels. */
+  reach: number;
+  /** Blocks (image, class, rotation node, scale node) of one image: K · rotations · scales. */
+  blocksPerImage: number;
+  /** Blocks the work buffer holds; a sub-batch is processed in chunks of this many. */
+  blocksPerChunk: number;
+  /** Gather chunks per chunk of blocks: invocations per (k, j) of the gradient gather. */
+  gatherChunks: number;
+}
+
 interface SubBatch {
   first: number;
   capacity: number;
@@ -47,6 +113,7 @@ interface SubBatch {
   logIntegral: GPUBuffer;
   weightedEnergy: GPUBuffer;
   groups: { energy: GPUBindGroup; logsumexp: GPUBindGroup; partial: GPUBindGroup; reduce: GPUBindGroup };
+  fft?: FftSubBatch;
 }
 
 /** Splitting of a batch into sub-batches and of a sub-batch's (image, pose) pairs into chunks. */
@@ -55,17 +122,22 @@ export interface EnginePlan {
   subBatches: number;
   /** Chunks of a full sub-batch, each summed by one gradient invocation per (k, j). */
   chunks: number;
+  /** The FFT path's layout, with kernel 'fft'. */
+  fft?: FftPlan;
 }
 
 export class PoseEngine {
   readonly device: GPUDevice;
   readonly shape: EngineShape;
   readonly plan: EnginePlan;
+  readonly kernel: EngineKernel;
   private readonly kernels: Record<'energy' | 'logsumexp' | 'partial' | 'reduce', CompiledKernel>;
+  private readonly fftKernels?: Record<Exclude<FftChunkKernel, 'reduce'> | 'spectraInput', CompiledKernel>;
   private readonly shared: Record<string, GPUBuffer>;
   private readonly subBatches: SubBatch[];
   private readonly buffers: GPUBuffer[] = [];
   private readonly maxBindingBytes: number;
+  private readonly workBytes: number;
   private destroyed = false;
   private templatesSet = false;
 
@@ -105,7 +177,15 @@ export class PoseEngine {
           '(the smaller of the device\'s maxStorageBufferBindingSize and maxBufferSize)',
       );
     }
-    this.plan = this.makePlan();
+    this.kernel = options.kernel ?? 'reference';
+    if (this.kernel !== 'reference' && this.kernel !== 'fft') {
+      throw new RangeError(`engine options: kernel is ${JSON.stringify(options.kernel)}; it must be 'reference' or 'fft'`);
+    }
+    this.workBytes = Math.min(options.workBytes ?? FFT_WORK_BYTES, this.maxBindingBytes);
+    if (!(this.workBytes > 0)) {
+      throw new RangeError(`engine options: workBytes is ${options.workBytes}; it must be a positive number of bytes`);
+    }
+    this.plan = this.makePlan(options);
     this.kernels = {
       energy: compileKernel(device, energyKernel),
       logsumexp: compileKernel(device, logsumexpKernel),
@@ -125,14 +205,45 @@ export class PoseEngine {
       partial: this.storage('gradient partial sums', this.plan.chunks * classes * pixels),
       gradient: this.storage('template gradient', classes * pixels),
     };
+    const fft = this.plan.fft;
+    if (fft) {
+      const L = fft.size;
+      this.fftKernels = {
+        spectraInput: compileKernel(device, spectraInputKernel(L)),
+        rotated: compileKernel(device, rotatedTemplatesKernel(L)),
+        rowsForwardExtended: compileKernel(device, fftKernel(L, 'rows', 'forward', 'extended')),
+        rowsForwardShifts: compileKernel(device, fftKernel(L, 'rows', 'forward', 'shifts')),
+        columnsForward: compileKernel(device, fftKernel(L, 'columns', 'forward')),
+        columnsInverse: compileKernel(device, fftKernel(L, 'columns', 'inverse')),
+        rowsInverseShifts: compileKernel(device, fftKernel(L, 'rows', 'inverse', 'shifts')),
+        rowsInverseExtended: compileKernel(device, fftKernel(L, 'rows', 'inverse', 'extended')),
+        productEnergy: compileKernel(device, spectrumProductKernel(L, 'energy')),
+        productGradient: compileKernel(device, spectrumProductKernel(L, 'gradient')),
+        shiftEnergy: compileKernel(device, shiftEnergyKernel(L)),
+        gammaFlags: compileKernel(device, gammaFlagsKernel()),
+        gammaMap: compileKernel(device, gammaMapKernel(L)),
+        residualMap: compileKernel(device, residualMapKernel(L)),
+        gather: compileKernel(device, gradientGatherKernel(L)),
+      };
+      this.shared.blocks = this.storage('FFT work blocks', fft.blocksPerChunk * L * L * 2);
+      this.shared.flags = this.storage('FFT block flags', fft.blocksPerChunk);
+      this.shared.twiddle = this.storage('FFT twiddles', 2 * L);
+      this.shared.order = this.storage('FFT input order', L);
+      this.shared.nodeX = this.storage('shift x node of each periodic index', L);
+      this.shared.nodeY = this.storage('shift y node of each periodic index', L);
+      this.shared.ones = this.storage('FFT flags of the image spectra', 2 * this.plan.imagesPerSubBatch);
+      device.queue.writeBuffer(this.shared.twiddle, 0, twiddles(L));
+      device.queue.writeBuffer(this.shared.order, 0, inputOrder(radicesOf(L) as number[]));
+      device.queue.writeBuffer(this.shared.ones, 0, new Uint32Array(2 * this.plan.imagesPerSubBatch).fill(1));
+    }
     this.subBatches = [];
     for (let s = 0; s < this.plan.subBatches; s++) {
       this.subBatches.push(this.makeSubBatch(s));
     }
   }
 
-  private makePlan(): EnginePlan {
-    const { size, classes, rotations, batch } = this.shape;
+  private makePlan(options: EngineOptions): EnginePlan {
+    const { size, classes, rotations, scales, batch } = this.shape;
     const pixels = size * size;
     const poses = posesOf(this.shape);
     const limit = this.maxBindingBytes;
@@ -146,12 +257,41 @@ export class PoseEngine {
     };
     check('the templates [K, N, N]', classes * pixels * BYTES);
     check('log(w P) [M]', poses * BYTES);
-    const perImage = Math.max(pixels * BYTES, classes * poses * BYTES, rotations * 2 * BYTES);
+    let perImage = Math.max(pixels * BYTES, classes * poses * BYTES, rotations * 2 * BYTES);
     check('one image\'s terms [K, M]', perImage);
-    const imagesPerSubBatch = Math.min(batch, Math.floor(limit / perImage));
-    const units = imagesPerSubBatch * poses;
     const target = Math.ceil(GRADIENT_TARGET_INVOCATIONS / (classes * pixels));
     const fit = Math.floor(limit / (classes * pixels * BYTES));
+    if (this.kernel === 'fft') {
+      const reach = options.shiftReach ?? Math.floor((Math.max(this.shape.shiftsX, this.shape.shiftsY) - 1) / 2);
+      if (!Number.isSafeInteger(reach) || reach < 0) {
+        throw new RangeError(`engine options: shiftReach is ${options.shiftReach}; it must be a whole number of pixels ≥ 0`);
+      }
+      const L = fftSizeFor(size + 2 * reach);
+      if (L > MAX_FFT_SIZE) {
+        throw new RangeError(
+          `engine shape: the FFT kernel needs a periodic grid of ${L}² for N = ${size} and shifts up to ${reach} pixels, ` +
+            `above ${MAX_FFT_SIZE}²; use the reference kernel or a smaller shift range`,
+        );
+      }
+      const blockBytes = L * L * 2 * BYTES;
+      check('one FFT block [L, L] (complex)', blockBytes);
+      if (blockBytes > this.workBytes) {
+        throw new RangeError(`engine options: workBytes ${this.workBytes} holds no FFT block of ${blockBytes} bytes (L = ${L})`);
+      }
+      perImage = Math.max(perImage, 2 * blockBytes);
+      const imagesPerSubBatch = Math.min(batch, Math.floor(limit / perImage));
+      const blocksPerImage = classes * rotations * scales;
+      const blocksPerChunk = Math.min(Math.floor(this.workBytes / blockBytes), imagesPerSubBatch * blocksPerImage);
+      const gatherChunks = Math.max(1, Math.min(target, fit, blocksPerChunk));
+      return {
+        imagesPerSubBatch,
+        subBatches: Math.ceil(batch / imagesPerSubBatch),
+        chunks: gatherChunks,
+        fft: { size: L, reach, blocksPerImage, blocksPerChunk, gatherChunks },
+      };
+    }
+    const imagesPerSubBatch = Math.min(batch, Math.floor(limit / perImage));
+    const units = imagesPerSubBatch * poses;
     const chunks = Math.max(1, Math.min(target, fit, units));
     return { imagesPerSubBatch, subBatches: Math.ceil(batch / imagesPerSubBatch), chunks };
   }
@@ -195,7 +335,45 @@ export class PoseEngine {
       partial: bindKernel(this.device, this.kernels.partial, buffers, `${tag} gradient bind group`),
       reduce: bindKernel(this.device, this.kernels.reduce, buffers, `${tag} reduce bind group`),
     };
-    return { first, capacity, ...own, groups };
+    const sub: SubBatch = { first, capacity, ...own, groups };
+    if (this.plan.fft) sub.fft = this.makeFftSubBatch(tag, capacity, buffers);
+    return sub;
+  }
+
+  private makeFftSubBatch(tag: string, capacity: number, buffers: Record<string, GPUBuffer>): FftSubBatch {
+    const fft = this.plan.fft as FftPlan;
+    const kernels = this.fftKernels as NonNullable<PoseEngine['fftKernels']>;
+    const L = fft.size;
+    const spectra = this.storage(`${tag} image spectra`, 2 * capacity * L * L * 2);
+    const norms = this.storage(`${tag} image norms`, capacity);
+    const own = { ...buffers, spectra, norms };
+    const spectraBuffers = { ...own, blocks: spectra, flags: this.shared.ones };
+    const bind = (kernel: CompiledKernel, set: Record<string, GPUBuffer>, label: string) => bindKernel(this.device, kernel, set, `${tag} ${label}`);
+    const spectraGroups = {
+      input: bind(kernels.spectraInput, own, 'spectra input'),
+      rows: bind(kernels.rowsForwardExtended, spectraBuffers, 'spectra rows FFT'),
+      columns: bind(kernels.columnsForward, spectraBuffers, 'spectra columns FFT'),
+    };
+    const chunkCount = Math.ceil((capacity * fft.blocksPerImage) / fft.blocksPerChunk);
+    const chunks: FftSubBatch['chunks'] = [];
+    for (let c = 0; c < chunkCount; c++) {
+      const params = this.device.createBuffer({
+        label: `${tag} chunk ${c} params`,
+        size: makeParamsView().arrayBuffer.byteLength,
+        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      });
+      this.buffers.push(params);
+      const set = { ...own, P: params };
+      const label = `chunk ${c}`;
+      const groups = {} as Record<FftChunkKernel, GPUBindGroup>;
+      for (const name of Object.keys(kernels) as (keyof typeof kernels)[]) {
+        if (name === 'spectraInput') continue;
+        groups[name] = bind(kernels[name], set, `${label} ${name}`);
+      }
+      groups.reduce = bind(this.kernels.reduce, set, `${label} reduce`);
+      chunks.push({ params, groups });
+    }
+    return { spectra, norms, spectraGroups, chunks };
   }
 
   /** The templates θ [K, N, N] as the kernels read them, for callers that update them on the GPU. */
@@ -268,6 +446,7 @@ export class PoseEngine {
     queue.writeBuffer(this.shared.scales, 0, toFloat32(input.scales));
     queue.writeBuffer(this.shared.logWeight, 0, toFloat32(input.logWeights));
     queue.writeBuffer(this.shared.logClass, 0, toFloat32(input.logClassWeights));
+    if (this.plan.fft) this.writeShiftNodes(input);
 
     const active = this.subBatches.filter((sub) => sub.first < count);
     // Readbacks are per sub-batch, so none exceeds the sizes the storage bindings obey.
@@ -280,7 +459,9 @@ export class PoseEngine {
       active.forEach((sub, index) => {
         const subImages = Math.min(sub.capacity, count - sub.first);
         this.writeSubBatch(sub, images, input, subImages, index > 0, options.flatLikelihood === true);
-        this.encodeSubBatch(encoder, sub, subImages, index, options.computeGradient !== false);
+        const withGradient = options.computeGradient !== false;
+        if (sub.fft) this.encodeFftSubBatch(encoder, sub, subImages, index, withGradient);
+        else this.encodeSubBatch(encoder, sub, subImages, index, withGradient);
         const readback = {
           sub,
           images: subImages,
@@ -365,6 +546,98 @@ export class PoseEngine {
     pass.end();
   }
 
+  /**
+   * Maps each periodic index of the FFT grid to the shift node there (or −1). Shifts must
+   * be whole pixels within the reach the engine was built for.
+   */
+  private writeShiftNodes(input: EngineInput): void {
+    const { size, reach } = this.plan.fft as FftPlan;
+    const table = (field: 'shiftsX' | 'shiftsY'): Int32Array<ArrayBuffer> => {
+      const nodes = new Int32Array(size).fill(-1);
+      const values = input[field];
+      for (let q = 0; q < values.length; q++) {
+        // Nodes from a float64 linspace may miss a whole pixel by rounding.
+        const d = Math.round(values[q]);
+        if (!(Math.abs(values[q] - d) <= 1e-6) || Math.abs(d) > reach) {
+          throw new RangeError(
+            `batch input: ${field} is ${values[q]} at index ${q}; the FFT kernel takes whole-pixel shifts within ±${reach} ` +
+              '(the engine\'s shiftReach); use the reference kernel for other shifts',
+          );
+        }
+        const index = ((d % size) + size) % size;
+        if (nodes[index] >= 0) {
+          throw new RangeError(`batch input: ${field} has ${d} twice (indices ${nodes[index]} and ${q}); shift nodes must differ`);
+        }
+        nodes[index] = q;
+      }
+      return nodes;
+    };
+    const x = table('shiftsX');
+    const y = table('shiftsY');
+    this.device.queue.writeBuffer(this.shared.nodeX, 0, x);
+    this.device.queue.writeBuffer(this.shared.nodeY, 0, y);
+  }
+
+  private encodeFftSubBatch(encoder: GPUCommandEncoder, sub: SubBatch, images: number, index: number, withGradient: boolean): void {
+    const fft = this.plan.fft as FftPlan;
+    const own = sub.fft as FftSubBatch;
+    const { size, classes, shiftsX, shiftsY } = this.shape;
+    const pixels = size * size;
+    const L = fft.size;
+    const kernels = this.fftKernels as NonNullable<PoseEngine['fftKernels']>;
+    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    const elements = (count: number) => dispatchSize(Math.ceil(count / ELEMENT_WORKGROUP), maxGroups);
+    const blocks = images * fft.blocksPerImage;
+    const chunkCount = Math.ceil(blocks / fft.blocksPerChunk);
+    const pass = encoder.beginComputePass({ label: `sub-batch ${index} FFT pass` });
+    const run = (kernel: CompiledKernel, group: GPUBindGroup, size: [number, number]) => {
+      pass.setPipeline(kernel.pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(...size);
+    };
+    // A line set's lines of `count` blocks, LINE_WORKGROUP lines a workgroup.
+    const lines = (set: FftLines, count: number) =>
+      dispatchSize(Math.ceil((count * lineCount(set, L, size, fft.reach)) / LINE_WORKGROUP), maxGroups);
+    run(kernels.spectraInput, own.spectraGroups.input, elements(2 * images * L * L));
+    // Z is zero outside rows [0, N), which the extended rows include.
+    run(kernels.rowsForwardExtended, own.spectraGroups.rows, lines('extended', 2 * images));
+    run(kernels.columnsForward, own.spectraGroups.columns, lines('all', 2 * images));
+    const countOf = (c: number) => Math.min(fft.blocksPerChunk, blocks - c * fft.blocksPerChunk);
+    for (let c = 0; c < chunkCount; c++) {
+      const { groups } = own.chunks[c];
+      const count = countOf(c);
+      // A is zero off the extended rows; E is read on the shift rows only.
+      run(kernels.rotated, groups.rotated, elements(count * L * L));
+      run(kernels.rowsForwardExtended, groups.rowsForwardExtended, lines('extended', count));
+      run(kernels.columnsForward, groups.columnsForward, lines('all', count));
+      run(kernels.productEnergy, groups.productEnergy, elements(count * L * L));
+      run(kernels.columnsInverse, groups.columnsInverse, lines('all', count));
+      run(kernels.rowsInverseShifts, groups.rowsInverseShifts, lines('shifts', count));
+      run(kernels.shiftEnergy, groups.shiftEnergy, elements(count * shiftsX * shiftsY));
+    }
+    run(this.kernels.logsumexp, sub.groups.logsumexp, dispatchSize(images, maxGroups));
+    if (withGradient) {
+      const tiles = Math.ceil(pixels / GATHER_WORKGROUP);
+      for (let c = 0; c < chunkCount; c++) {
+        const { groups } = own.chunks[c];
+        const count = countOf(c);
+        const gatherChunks = Math.ceil(count / Math.ceil(count / fft.gatherChunks));
+        run(kernels.gammaFlags, groups.gammaFlags, dispatchSize(count, maxGroups));
+        // Γ is zero off the shift rows; H + iW is read on the extended rows only.
+        run(kernels.gammaMap, groups.gammaMap, elements(count * L * L));
+        run(kernels.rowsForwardShifts, groups.rowsForwardShifts, lines('shifts', count));
+        run(kernels.columnsForward, groups.columnsForward, lines('all', count));
+        run(kernels.productGradient, groups.productGradient, elements(count * L * L));
+        run(kernels.columnsInverse, groups.columnsInverse, lines('all', count));
+        run(kernels.rowsInverseExtended, groups.rowsInverseExtended, lines('extended', count));
+        run(kernels.residualMap, groups.residualMap, elements(count * L * L));
+        run(kernels.gather, groups.gather, dispatchSize(gatherChunks * classes * tiles, maxGroups));
+        run(this.kernels.reduce, groups.reduce, dispatchSize(Math.ceil((classes * pixels) / REDUCE_WORKGROUP), maxGroups));
+      }
+    }
+    pass.end();
+  }
+
   private writeSubBatch(
     sub: SubBatch,
     allImages: Float32Array<ArrayBuffer>,
@@ -405,9 +678,42 @@ export class PoseEngine {
       invTwoSigma2: flat ? 0 : 1 / (2 * input.sigma * input.sigma),
       invSigma2: 1 / (input.sigma * input.sigma),
     };
+    const fft = this.plan.fft;
+    if (!fft || !sub.fft) {
+      const view = makeParamsView();
+      view.set(values);
+      queue.writeBuffer(sub.params, 0, view.arrayBuffer);
+      return;
+    }
+    const L = fft.size;
+    const common = { ...values, fftSize: L, reach: fft.reach, invFftArea: 1 / (L * L) };
     const view = makeParamsView();
-    view.set(values);
+    // The sub-batch's own params serve logsumexp and the image spectra (2 lines' blocks per image).
+    view.set({ ...common, firstBlock: 0, blockCount: 2 * images });
     queue.writeBuffer(sub.params, 0, view.arrayBuffer);
+    const norms = new Float32Array(images);
+    for (let b = 0; b < images; b++) {
+      let sum = 0;
+      const offset = (sub.first + b) * pixels;
+      for (let j = 0; j < pixels; j++) sum += allImages[offset + j] * allImages[offset + j];
+      norms[b] = sum;
+    }
+    queue.writeBuffer(sub.fft.norms, 0, norms);
+    const blocks = images * fft.blocksPerImage;
+    for (let c = 0; c * fft.blocksPerChunk < blocks; c++) {
+      const firstBlock = c * fft.blocksPerChunk;
+      const blockCount = Math.min(fft.blocksPerChunk, blocks - firstBlock);
+      const unitsPerChunk = Math.ceil(blockCount / fft.gatherChunks);
+      view.set({
+        ...common,
+        firstBlock,
+        blockCount,
+        chunkUnits: unitsPerChunk,
+        chunks: Math.ceil(blockCount / unitsPerChunk),
+        accumulate: accumulate || c > 0 ? 1 : 0,
+      });
+      queue.writeBuffer(sub.fft.chunks[c].params, 0, view.arrayBuffer);
+    }
   }
 
   private readBuffer(count: number, label: string): GPUBuffer {

@@ -43,27 +43,6 @@ export const gradientPartialKernel: KernelSpec = {
   body: /* wgsl */ `
 ${POSE_WGSL}
 
-// Bilinear weight of template pixel j in the sample at t: the factor the forward
-// kernel gives that tap, or 0 when j is not one of the four taps.
-fn tapWeight(j: vec2i, t: vec2f) -> f32 {
-  let base = floor(t);
-  let f = t - base;
-  let d = j - vec2i(base);
-  var wx = 0.0;
-  if (d.x == 0) {
-    wx = 1.0 - f.x;
-  } else if (d.x == 1) {
-    wx = f.x;
-  }
-  var wy = 0.0;
-  if (d.y == 0) {
-    wy = 1.0 - f.y;
-  } else if (d.y == 1) {
-    wy = f.y;
-  }
-  return wx * wy;
-}
-
 fn main(
   @builtin(workgroup_id) wg: vec3u,
   @builtin(num_workgroups) groups: vec3u,

@@ -25,6 +25,11 @@ struct Params {
   gradientScale: f32, // factor on the data gradient before the prior term is added
   lambda: f32,        // Laplace prior weight: the update adds -lambda * sign(theta)
   groupSize: u32,     // parameters per group of the optimiser kernel (one template)
+  fftSize: u32,       // L: side of the periodic grid of the FFT path
+  reach: u32,         // D: largest |shift node| of the FFT path, whole pixels
+  firstBlock: u32,    // first block (image, class, rotation, scale) of an FFT-path dispatch
+  blockCount: u32,    // blocks (or lines' blocks) in that dispatch
+  invFftArea: f32,    // 1 / L^2, the normalisation of the inverse FFT
 }
 `;
 
@@ -52,4 +57,10 @@ export interface ParamsValues {
   gradientScale?: number;
   lambda?: number;
   groupSize?: number;
+  /** The FFT-path fields; the other kernels leave them 0. */
+  fftSize?: number;
+  reach?: number;
+  firstBlock?: number;
+  blockCount?: number;
+  invFftArea?: number;
 }

@@ -7,6 +7,13 @@ import { reparameterisations, type ReparameterisationPlugin } from '../plugins/r
 
 export type Initialisation = 'random' | 'zeros' | 'jensen';
 
+/**
+ * How the engine evaluates the pose integral: 'fft' builds each rotated and scaled
+ * template once and gets every integer shift from one FFT cross-correlation; 'reference'
+ * resamples the template for every pose. Both compute the same sums.
+ */
+export type KernelChoice = 'fft' | 'reference';
+
 export interface ReconstructionOptions {
   /** K: classes, each with its own template θ_k and weight π_k. Default 1. */
   classes?: number;
@@ -23,6 +30,11 @@ export interface ReconstructionOptions {
   shiftRange?: number;
   /** Spacing of the shift nodes, pixels. Default 1. */
   shiftStep?: number;
+  /**
+   * Engine kernel (see KernelChoice). Default 'fft' when the shift nodes are whole
+   * pixels (shiftStep an integer), else 'reference'; 'fft' needs whole-pixel shifts.
+   */
+  kernel?: KernelChoice;
   /** Standard deviation of the shift prior N(0, s²), pixels. Default 5 % of the box. */
   shiftSd?: number;
   /** Scale nodes, spread evenly over the scale prior's support. Default 3. */
@@ -79,7 +91,8 @@ export interface ReconstructionOptions {
   splitHalf?: boolean;
 }
 
-export interface ResolvedOptions extends Required<Omit<ReconstructionOptions, 'initialSigma' | 'initialTemplates' | 'optimiserOptions' | 'shiftRange' | 'shiftSd'>> {
+export interface ResolvedOptions extends Required<Omit<ReconstructionOptions, 'initialSigma' | 'initialTemplates' | 'optimiserOptions' | 'shiftRange' | 'shiftSd' | 'kernel'>> {
+  kernel: KernelChoice;
   initialTemplates?: Float32Array | Float64Array;
   shiftRange: number;
   shiftSd: number;
@@ -115,7 +128,7 @@ const DEFAULTS = {
   splitHalf: false,
 };
 
-const KNOWN = new Set<string>([...Object.keys(DEFAULTS), 'shiftRange', 'shiftSd', 'initialSigma', 'initialTemplates', 'optimiserOptions']);
+const KNOWN = new Set<string>([...Object.keys(DEFAULTS), 'kernel', 'shiftRange', 'shiftSd', 'initialSigma', 'initialTemplates', 'optimiserOptions']);
 
 function fail(option: string, value: unknown, rule: string): never {
   const shown = typeof value === 'string' ? JSON.stringify(value) : String(value);
@@ -168,6 +181,12 @@ export function resolveOptions(options: ReconstructionOptions, size: number, ima
   if (shiftRange > 0 && shiftRange < merged.shiftStep) {
     fail('shiftRange', shiftRange, `0 or at least shiftStep (${merged.shiftStep} pixels), or no shift node besides 0 fits`);
   }
+  const wholeShifts = Number.isSafeInteger(merged.shiftStep);
+  const kernel = options.kernel ?? (wholeShifts ? 'fft' : 'reference');
+  if (kernel !== 'fft' && kernel !== 'reference') fail('kernel', kernel, "'fft' or 'reference'");
+  if (kernel === 'fft' && !wholeShifts) {
+    fail('shiftStep', merged.shiftStep, "a whole number of pixels with kernel 'fft', which shifts by whole pixels; use kernel 'reference' for other steps");
+  }
   integer('scales', merged.scales, 1);
   if (!(merged.scaleHalfRange >= 0 && merged.scaleHalfRange < 1)) fail('scaleHalfRange', merged.scaleHalfRange, 'in [0, 1)');
   if (merged.scales > 1 && merged.scaleHalfRange === 0) fail('scaleHalfRange', 0, '> 0 when scales > 1');
@@ -205,6 +224,7 @@ export function resolveOptions(options: ReconstructionOptions, size: number, ima
   const optimiserPlugin = optimisers.get(merged.optimiser);
   return {
     ...merged,
+    kernel,
     shiftSd,
     shiftRange,
     initialSigma: options.initialSigma,

@@ -421,15 +421,19 @@ export async function reconstruct(
   const resolved = resolveOptions(options, stack.size, n);
   const numerics = await loadNumerics();
   const grid = gridSpec(resolved, undefined);
-  const engine = await PoseEngine.create(device, {
-    size: stack.size,
-    classes: resolved.classes,
-    rotations: resolved.rotations,
-    shiftsX: grid.shiftX.count,
-    shiftsY: grid.shiftY.count,
-    scales: resolved.scales,
-    batch: resolved.batchSize,
-  });
+  const engine = await PoseEngine.create(
+    device,
+    {
+      size: stack.size,
+      classes: resolved.classes,
+      rotations: resolved.rotations,
+      shiftsX: grid.shiftX.count,
+      shiftsY: grid.shiftY.count,
+      scales: resolved.scales,
+      batch: resolved.batchSize,
+    },
+    { kernel: resolved.kernel, shiftReach: Math.round(grid.shiftX.max) },
+  );
   try {
     const result = await train(new Run(numerics, engine, stack, resolved), control, 'full');
     if (resolved.splitHalf && !result.cancelled) {

@@ -1,0 +1,486 @@
+/**
+ * The FFT path of the engine: the same E, γ and gradient as the reference kernels, with
+ * the shift handled by cross-correlation instead of resampling every pose.
+ *
+ * With whole-pixel shifts d, the pose (ψ, d, c) samples the template as
+ *   (R_φ θ)(q) = U(q − d),   U(y) = θ( R(−ψ)(y − o) / c + o ),
+ * so one rotated and scaled template U per (image, class, rotation node, scale node),
+ * a block, serves every shift. U lives on the extended grid y ∈ [−D, N − 1 + D]², D the
+ * largest |shift|, because q − d leaves the box while its source may not. Then
+ *
+ *   E(d) = ‖X‖² + Re Σ_q Z(q) conj(A(q − d)),   Z = −2X + i·1_box,   A = U + i·U²,
+ *
+ * the real part being −2⟨X, T_d U⟩ + Σ_{q in box} U(q − d)². On an L × L periodic grid
+ * with L ≥ N + 2D no index wraps onto another, so the sum over q is the circular
+ * correlation IFFT(FFT(Z) · conj(FFT(A))) read at d.
+ *
+ * The gradient of Σ_d γ(d) E(d) with respect to U is −2 (H − U·W), with
+ *   H(y) + i·W(y) = Σ_d γ(d) Z′(y + d),   Z′ = X + i·1_box,
+ * the correlation IFFT(FFT(Z′) · conj(FFT(Γ))) of Z′ with the responsibility map Γ of the
+ * block, so G_k = Σ_blocks S_ψcᵀ (H − U·W) / σ², S_ψc the bilinear resampling that made U.
+ * `residualMap` forms H − U·W and `gradientGather` applies S_ψcᵀ as a gather over the
+ * extended grid, as the reference gradient kernel does over the box.
+ *
+ * Blocks are numbered ((b · K + k) · rotations + p) · scales + m within a sub-batch; one
+ * dispatch covers blocks [P.firstBlock, P.firstBlock + P.blockCount) of it, stored from 0
+ * in `blocks` [capacity, L, L] (complex). A block index is local to that range unless
+ * named `block`.
+ */
+import { PARAMS_BINDING, type KernelSpec } from './kernel.js';
+import { POSE_BINDINGS, POSE_WGSL } from './pose.js';
+
+/** 64 invocations for the element-wise kernels. */
+export const ELEMENT_WORKGROUP = 64;
+
+const ELEMENT_WGSL = /* wgsl */ `
+const LL: u32 = P_FFT_AREA;
+
+struct Block {
+  b: u32,
+  k: u32,
+  p: u32,
+  m: u32,
+}
+
+fn decodeBlock(local: u32) -> Block {
+  let block = P.firstBlock + local;
+  let m = block % P.scales;
+  let p = (block / P.scales) % P.rotations;
+  let k = (block / (P.scales * P.rotations)) % P.classes;
+  let b = block / (P.scales * P.rotations * P.classes);
+  return Block(b, k, p, m);
+}
+
+// Coordinate on the extended grid of a periodic index: i for i < N + D, i − L above,
+// which is ≥ −D on the extended grid.
+fn signedIndex(i: u32) -> i32 {
+  if (i < P.size + P.reach) {
+    return i32(i);
+  }
+  return i32(i) - i32(P.fftSize);
+}
+
+fn onExtendedGrid(i: u32) -> bool {
+  return i < P.size + P.reach || i >= P.fftSize - P.reach;
+}
+
+fn elementIndex(wg: vec3u, groups: vec3u, lane: u32) -> u32 {
+  return (wg.y * groups.x + wg.x) * WG + lane;
+}
+`;
+
+function elementWgsl(fftSize: number): string {
+  return ELEMENT_WGSL.replace('P_FFT_AREA', `${fftSize * fftSize}u`);
+}
+
+/** U at periodic index (ix, iy) of a block, for kernels that also include POSE_WGSL. */
+const ROTATED_SAMPLE_WGSL = /* wgsl */ `
+fn rotatedSample(block: Block, ix: u32, iy: u32) -> f32 {
+  let pose = Pose(rotations[block.b * P.rotations + block.p], vec2f(0.0), scales[block.m]);
+  let point = vec2f(f32(signedIndex(ix)), f32(signedIndex(iy)));
+  return sampleTemplate(block.k, toTemplate(pose, point));
+}
+`;
+
+/**
+ * Z = −2X + i·1_box and Z′ = X + i·1_box of every image, zero outside the box, as
+ * spectra [2B, L, L]: Z of image b at 2b, Z′ at 2b + 1. The forward FFT follows.
+ */
+export function spectraInputKernel(fftSize: number): KernelSpec {
+  return {
+    name: `spectraInput${fftSize}`,
+    workgroupSize: ELEMENT_WORKGROUP,
+    bindings: [
+      PARAMS_BINDING,
+      { name: 'images', access: 'read', type: 'array<f32>' }, // [B, N, N]
+      { name: 'spectra', access: 'write', type: 'array<vec2f>' }, // [2B, L, L]
+    ],
+    body: /* wgsl */ `
+${elementWgsl(fftSize)}
+
+fn main(
+  @builtin(workgroup_id) wg: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  let e = elementIndex(wg, groups, lane);
+  if (e >= 2u * P.images * LL) {
+    return;
+  }
+  let slot = e / LL;
+  let b = slot / 2u;
+  let i = e % LL;
+  let x = i % P.fftSize;
+  let y = i / P.fftSize;
+  var value = vec2f(0.0);
+  if (x < P.size && y < P.size) {
+    let pixel = images[b * P.pixels + y * P.size + x];
+    if (slot % 2u == 0u) {
+      value = vec2f(-2.0 * pixel, 1.0);
+    } else {
+      value = vec2f(pixel, 1.0);
+    }
+  }
+  spectra[e] = value;
+}
+`,
+  };
+}
+
+/** Builds A = U + i·U² of every block on the extended grid (zero elsewhere) and sets each block's flag. */
+export function rotatedTemplatesKernel(fftSize: number): KernelSpec {
+  return {
+    name: `rotatedTemplates${fftSize}`,
+    workgroupSize: ELEMENT_WORKGROUP,
+    bindings: [
+      PARAMS_BINDING,
+      ...POSE_BINDINGS,
+      { name: 'flags', access: 'write', type: 'array<u32>' }, // [capacity]
+      { name: 'blocks', access: 'write', type: 'array<vec2f>' }, // [capacity, L, L]
+    ],
+    body: /* wgsl */ `
+${POSE_WGSL}
+${elementWgsl(fftSize)}
+${ROTATED_SAMPLE_WGSL}
+
+fn main(
+  @builtin(workgroup_id) wg: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  let e = elementIndex(wg, groups, lane);
+  if (e >= P.blockCount * LL) {
+    return;
+  }
+  let local = e / LL;
+  let i = e % LL;
+  if (i == 0u) {
+    flags[local] = 1u;
+  }
+  let ix = i % P.fftSize;
+  let iy = i / P.fftSize;
+  var value = vec2f(0.0);
+  if (onExtendedGrid(ix) && onExtendedGrid(iy)) {
+    let u = rotatedSample(decodeBlock(local), ix, iy);
+    value = vec2f(u, u * u);
+  }
+  blocks[e] = value;
+}
+`,
+  };
+}
+
+/**
+ * Builds blocks ← S · conj(blocks) element-wise, S the spectrum of the block's image: Z
+ * for the energy, Z′ for the gradient.
+ */
+export function spectrumProductKernel(fftSize: number, spectrum: 'energy' | 'gradient'): KernelSpec {
+  const slot = spectrum === 'energy' ? 0 : 1;
+  return {
+    name: `spectrumProduct${fftSize}-${spectrum}`,
+    workgroupSize: ELEMENT_WORKGROUP,
+    bindings: [
+      PARAMS_BINDING,
+      { name: 'spectra', access: 'read', type: 'array<vec2f>' }, // [2B, L, L]
+      { name: 'flags', access: 'read', type: 'array<u32>' }, // [capacity]
+      { name: 'blocks', access: 'write', type: 'array<vec2f>' }, // [capacity, L, L]
+    ],
+    body: /* wgsl */ `
+${elementWgsl(fftSize)}
+
+fn main(
+  @builtin(workgroup_id) wg: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  let e = elementIndex(wg, groups, lane);
+  if (e >= P.blockCount * LL) {
+    return;
+  }
+  let local = e / LL;
+  if (flags[local] == 0u) {
+    return;
+  }
+  let block = decodeBlock(local);
+  let s = spectra[(2u * block.b + ${slot}u) * LL + e % LL];
+  let a = blocks[e];
+  // s · conj(a)
+  blocks[e] = vec2f(s.x * a.x + s.y * a.y, s.y * a.x - s.x * a.y);
+}
+`,
+  };
+}
+
+/** E[b, k, φ] = ‖X_b‖² + Re(correlation at d) / L² for every shift node of every block. */
+export function shiftEnergyKernel(fftSize: number): KernelSpec {
+  return {
+    name: `shiftEnergy${fftSize}`,
+    workgroupSize: ELEMENT_WORKGROUP,
+    bindings: [
+      PARAMS_BINDING,
+      { name: 'shiftX', access: 'read', type: 'array<f32>' }, // [shiftsX] whole pixels
+      { name: 'shiftY', access: 'read', type: 'array<f32>' }, // [shiftsY] whole pixels
+      { name: 'norms', access: 'read', type: 'array<f32>' }, // [B] ‖X_b‖²
+      { name: 'blocks', access: 'read', type: 'array<vec2f>' }, // [capacity, L, L]
+      { name: 'energy', access: 'write', type: 'array<f32>' }, // [B, K, M]
+    ],
+    body: /* wgsl */ `
+${elementWgsl(fftSize)}
+
+fn periodic(d: f32) -> u32 {
+  let n = i32(P.fftSize);
+  return u32(((i32(round(d)) % n) + n) % n);
+}
+
+fn main(
+  @builtin(workgroup_id) wg: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  let e = elementIndex(wg, groups, lane);
+  let shifts = P.shiftsX * P.shiftsY;
+  if (e >= P.blockCount * shifts) {
+    return;
+  }
+  let local = e / shifts;
+  let r = e % P.shiftsY;
+  let q = (e / P.shiftsY) % P.shiftsX;
+  let block = decodeBlock(local);
+  let value = blocks[local * LL + periodic(shiftY[r]) * P.fftSize + periodic(shiftX[q])].x;
+  let phi = ((block.p * P.shiftsX + q) * P.shiftsY + r) * P.scales + block.m;
+  energy[(block.b * P.classes + block.k) * P.poses + phi] = norms[block.b] + value * P.invFftArea;
+}
+`,
+  };
+}
+
+/** Flag of each block: 1 if any of its responsibilities is nonzero. One workgroup per block. */
+export function gammaFlagsKernel(): KernelSpec {
+  return {
+    name: 'gammaFlags',
+    workgroupSize: ELEMENT_WORKGROUP,
+    bindings: [
+      PARAMS_BINDING,
+      { name: 'gamma', access: 'read', type: 'array<f32>' }, // [B, K, M]
+      { name: 'flags', access: 'write', type: 'array<u32>' }, // [capacity]
+    ],
+    body: /* wgsl */ `
+${elementWgsl(2)}
+
+var<workgroup> found: array<u32, WG>;
+
+fn main(
+  @builtin(workgroup_id) wg: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  let local = wg.y * groups.x + wg.x;
+  if (local >= P.blockCount) {
+    return;
+  }
+  let block = decodeBlock(local);
+  let offset = (block.b * P.classes + block.k) * P.poses;
+  let shifts = P.shiftsX * P.shiftsY;
+  var seen = 0u;
+  for (var s = lane; s < shifts; s += WG) {
+    let phi = (block.p * shifts + s) * P.scales + block.m;
+    if (gamma[offset + phi] != 0.0) {
+      seen = 1u;
+    }
+  }
+  found[lane] = seen;
+  workgroupBarrier();
+  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+    if (lane < stride) {
+      found[lane] = max(found[lane], found[lane + stride]);
+    }
+    workgroupBarrier();
+  }
+  if (lane == 0u) {
+    flags[local] = found[0];
+  }
+}
+`,
+  };
+}
+
+/** Γ of each flagged block: γ at the periodic index of each shift node, zero elsewhere. */
+export function gammaMapKernel(fftSize: number): KernelSpec {
+  return {
+    name: `gammaMap${fftSize}`,
+    workgroupSize: ELEMENT_WORKGROUP,
+    bindings: [
+      PARAMS_BINDING,
+      { name: 'gamma', access: 'read', type: 'array<f32>' }, // [B, K, M]
+      { name: 'nodeX', access: 'read', type: 'array<i32>' }, // [L] shift x node at a periodic index, or −1
+      { name: 'nodeY', access: 'read', type: 'array<i32>' }, // [L] shift y node at a periodic index, or −1
+      { name: 'flags', access: 'read', type: 'array<u32>' }, // [capacity]
+      { name: 'blocks', access: 'write', type: 'array<vec2f>' }, // [capacity, L, L]
+    ],
+    body: /* wgsl */ `
+${elementWgsl(fftSize)}
+
+fn main(
+  @builtin(workgroup_id) wg: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  let e = elementIndex(wg, groups, lane);
+  if (e >= P.blockCount * LL) {
+    return;
+  }
+  let local = e / LL;
+  if (flags[local] == 0u) {
+    return;
+  }
+  let i = e % LL;
+  let q = nodeX[i % P.fftSize];
+  let r = nodeY[i / P.fftSize];
+  var value = 0.0;
+  if (q >= 0 && r >= 0) {
+    let block = decodeBlock(local);
+    let phi = ((block.p * P.shiftsX + u32(q)) * P.shiftsY + u32(r)) * P.scales + block.m;
+    value = gamma[(block.b * P.classes + block.k) * P.poses + phi];
+  }
+  blocks[e] = vec2f(value, 0.0);
+}
+`,
+  };
+}
+
+/**
+ * (H − U·W) / L² of each flagged block on the extended grid, written to the real part:
+ * the residual that the gather back-projects. U is sampled once per grid point here
+ * rather than once per tap in the gather.
+ */
+export function residualMapKernel(fftSize: number): KernelSpec {
+  return {
+    name: `residualMap${fftSize}`,
+    workgroupSize: ELEMENT_WORKGROUP,
+    bindings: [
+      PARAMS_BINDING,
+      ...POSE_BINDINGS,
+      { name: 'flags', access: 'read', type: 'array<u32>' }, // [capacity]
+      { name: 'blocks', access: 'write', type: 'array<vec2f>' }, // [capacity, L, L]
+    ],
+    body: /* wgsl */ `
+${POSE_WGSL}
+${elementWgsl(fftSize)}
+${ROTATED_SAMPLE_WGSL}
+
+fn main(
+  @builtin(workgroup_id) wg: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  let e = elementIndex(wg, groups, lane);
+  if (e >= P.blockCount * LL) {
+    return;
+  }
+  let local = e / LL;
+  if (flags[local] == 0u) {
+    return;
+  }
+  let i = e % LL;
+  let ix = i % P.fftSize;
+  let iy = i / P.fftSize;
+  if (!onExtendedGrid(ix) || !onExtendedGrid(iy)) {
+    return;
+  }
+  let u = rotatedSample(decodeBlock(local), ix, iy);
+  let hw = blocks[e];
+  blocks[e] = vec2f((hw.x - u * hw.y) * P.invFftArea, 0.0);
+}
+`,
+  };
+}
+
+/** 64 invocations over consecutive template pixels, as in the reference gather. */
+export const GATHER_WORKGROUP = 64;
+
+/**
+ * partial[g, k, j] = Σ over the flagged blocks of class k in gather chunk g of
+ * Σ_y w(y → j) r(y), y on the extended grid, w the bilinear weight the sample U(y) gave
+ * template pixel j, r = (H − U·W) / L² the real part of blocks (`residualMap`).
+ */
+export function gradientGatherKernel(fftSize: number): KernelSpec {
+  return {
+    name: `gradientGather${fftSize}`,
+    workgroupSize: GATHER_WORKGROUP,
+    bindings: [
+      PARAMS_BINDING,
+      ...POSE_BINDINGS,
+      { name: 'flags', access: 'read', type: 'array<u32>' }, // [capacity]
+      { name: 'blocks', access: 'read', type: 'array<vec2f>' }, // [capacity, L, L]
+      { name: 'partial', access: 'write', type: 'array<f32>' }, // [chunks, K, J]
+    ],
+    body: /* wgsl */ `
+${POSE_WGSL}
+${elementWgsl(fftSize)}
+
+fn periodicIndex(v: i32) -> u32 {
+  let n = i32(P.fftSize);
+  return u32((v + n) % n);
+}
+
+fn main(
+  @builtin(workgroup_id) wg: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  let tiles = (P.pixels + WG - 1u) / WG;
+  let group = wg.y * groups.x + wg.x;
+  let tile = group % tiles;
+  let k = (group / tiles) % P.classes;
+  let chunk = group / (tiles * P.classes);
+  let j = tile * WG + lane;
+  if (chunk >= P.chunks || j >= P.pixels) {
+    return;
+  }
+  let jx = i32(j % P.size);
+  let jy = i32(j / P.size);
+  let tj = vec2f(f32(jx), f32(jy));
+  let low = -f32(P.reach);
+  let high = f32(P.size - 1u + P.reach);
+
+  let start = chunk * P.chunkUnits;
+  let stop = min(start + P.chunkUnits, P.blockCount);
+  var sum = 0.0;
+  var carry = 0.0;
+  for (var local = start; local < stop; local++) {
+    if (flags[local] == 0u) {
+      continue;
+    }
+    let block = decodeBlock(local);
+    if (block.k != k) {
+      continue;
+    }
+    let pose = Pose(rotations[block.b * P.rotations + block.p], vec2f(0.0), scales[block.m]);
+    // As in the reference gather: the points whose source lies within one pixel of j
+    // fill a square of half-width c (|cos| + |sin|) around toImage(j).
+    let centre = toImage(pose, tj);
+    let half = pose.scale * (abs(pose.cs.x) + abs(pose.cs.y)) + 1e-3;
+    let lo = clamp(ceil(centre - vec2f(half)), vec2f(low), vec2f(high + 1.0));
+    let hi = clamp(floor(centre + vec2f(half)), vec2f(low - 1.0), vec2f(high));
+    let offset = local * LL;
+    var inner = 0.0;
+    for (var y = i32(lo.y); y <= i32(hi.y); y++) {
+      let row = offset + periodicIndex(y) * P.fftSize;
+      for (var x = i32(lo.x); x <= i32(hi.x); x++) {
+        let t = toTemplate(pose, vec2f(f32(x), f32(y)));
+        let w = tapWeight(vec2i(jx, jy), t);
+        if (w != 0.0) {
+          inner += w * blocks[row + periodicIndex(x)].x;
+        }
+      }
+    }
+    let term = inner - carry;
+    let next = sum + term;
+    carry = (next - sum) - term;
+    sum = next;
+  }
+  partial[(chunk * P.classes + k) * P.pixels + j] = sum;
+}
+`,
+  };
+}
