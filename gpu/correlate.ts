@@ -21,10 +21,16 @@
  * `residualMap` forms H − U·W and `gradientGather` applies S_ψcᵀ as a gather over the
  * extended grid, as the reference gradient kernel does over the box.
  *
- * Blocks are numbered ((b · K + k) · rotations + p) · scales + m within a sub-batch; one
- * dispatch covers blocks [P.firstBlock, P.firstBlock + P.blockCount) of it, stored from 0
- * in `blocks` [capacity, L, L] (complex). A block index is local to that range unless
- * named `block`.
+ * Blocks are numbered ((k · rotations + p) · scales + m) · B + b within a sub-batch, so the
+ * B images of one (class, rotation, scale), a group, are neighbours. One dispatch covers
+ * blocks [P.firstBlock, P.firstBlock + P.blockCount) of it, whole groups, stored from 0 in
+ * `blocks` [capacity, L, L] (complex). A block index is local to that range unless named
+ * `block`.
+ *
+ * When every image of the sub-batch has the same rotation nodes (P.sharedNodes = 1, as on the
+ * full circle), the images of a group share U: it is built and transformed for the
+ * group's first image only and multiplied into every image's spectrum, and the gradient
+ * sums the group's spectra H + iW before the one inverse transform, residual and gather.
  */
 import { PARAMS_BINDING, type KernelSpec } from './kernel.js';
 import { POSE_BINDINGS, POSE_WGSL } from './pose.js';
@@ -44,10 +50,11 @@ struct Block {
 
 fn decodeBlock(local: u32) -> Block {
   let block = P.firstBlock + local;
-  let m = block % P.scales;
-  let p = (block / P.scales) % P.rotations;
-  let k = (block / (P.scales * P.rotations)) % P.classes;
-  let b = block / (P.scales * P.rotations * P.classes);
+  let b = block % P.images;
+  let group = block / P.images;
+  let m = group % P.scales;
+  let p = (group / P.scales) % P.rotations;
+  let k = group / (P.scales * P.rotations);
   return Block(b, k, p, m);
 }
 
@@ -127,7 +134,10 @@ fn main(
   };
 }
 
-/** Builds A = U + i·U² of every block on the extended grid (zero elsewhere) and sets each block's flag. */
+/**
+ * Builds A = U + i·U² of every block on the extended grid (zero elsewhere) and sets each
+ * block's flag; with P.sharedNodes only the first block of each group, flagging the others 0.
+ */
 export function rotatedTemplatesKernel(fftSize: number): KernelSpec {
   return {
     name: `rotatedTemplates${fftSize}`,
@@ -154,8 +164,12 @@ fn main(
   }
   let local = e / LL;
   let i = e % LL;
+  let first = P.sharedNodes == 0u || decodeBlock(local).b == 0u;
   if (i == 0u) {
-    flags[local] = 1u;
+    flags[local] = select(0u, 1u, first);
+  }
+  if (!first) {
+    return;
   }
   let ix = i % P.fftSize;
   let iy = i / P.fftSize;
@@ -206,6 +220,117 @@ fn main(
   let a = blocks[e];
   // s · conj(a)
   blocks[e] = vec2f(s.x * a.x + s.y * a.y, s.y * a.x - s.x * a.y);
+}
+`,
+  };
+}
+
+/**
+ * Builds blocks ← Z_b · conj(Â) for every image b of each group, Â the group's first block
+ * (the shared rotated template), and flags every block. One invocation per element of a
+ * group, so the first block is read before any block is written.
+ */
+export function sharedProductKernel(fftSize: number): KernelSpec {
+  return {
+    name: `sharedProduct${fftSize}`,
+    workgroupSize: ELEMENT_WORKGROUP,
+    bindings: [
+      PARAMS_BINDING,
+      { name: 'spectra', access: 'read', type: 'array<vec2f>' }, // [2B, L, L]
+      { name: 'flags', access: 'write', type: 'array<u32>' }, // [capacity]
+      { name: 'blocks', access: 'write', type: 'array<vec2f>' }, // [capacity, L, L]
+    ],
+    body: /* wgsl */ `
+${elementWgsl(fftSize)}
+
+fn main(
+  @builtin(workgroup_id) wg: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  let e = elementIndex(wg, groups, lane);
+  if (e >= (P.blockCount / P.images) * LL) {
+    return;
+  }
+  let first = (e / LL) * P.images;
+  let i = e % LL;
+  let a = blocks[first * LL + i];
+  for (var b = 0u; b < P.images; b++) {
+    let s = spectra[2u * b * LL + i];
+    blocks[(first + b) * LL + i] = vec2f(s.x * a.x + s.y * a.y, s.y * a.x - s.x * a.y);
+    if (i == 0u) {
+      flags[first + b] = 1u;
+    }
+  }
+}
+`,
+  };
+}
+
+/** Sums the flagged blocks of each group into its first block, element-wise. */
+export function groupSumKernel(fftSize: number): KernelSpec {
+  return {
+    name: `groupSum${fftSize}`,
+    workgroupSize: ELEMENT_WORKGROUP,
+    bindings: [
+      PARAMS_BINDING,
+      { name: 'flags', access: 'read', type: 'array<u32>' }, // [capacity]
+      { name: 'blocks', access: 'write', type: 'array<vec2f>' }, // [capacity, L, L]
+    ],
+    body: /* wgsl */ `
+${elementWgsl(fftSize)}
+
+fn main(
+  @builtin(workgroup_id) wg: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  let e = elementIndex(wg, groups, lane);
+  if (e >= (P.blockCount / P.images) * LL) {
+    return;
+  }
+  let first = (e / LL) * P.images;
+  let i = e % LL;
+  var sum = vec2f(0.0);
+  for (var b = 0u; b < P.images; b++) {
+    if (flags[first + b] != 0u) {
+      sum += blocks[(first + b) * LL + i];
+    }
+  }
+  blocks[first * LL + i] = sum;
+}
+`,
+  };
+}
+
+/** After groupSum: flags each group's first block if any of its blocks was, and clears the rest. */
+export function groupFlagsKernel(): KernelSpec {
+  return {
+    name: 'groupFlags',
+    workgroupSize: ELEMENT_WORKGROUP,
+    bindings: [
+      PARAMS_BINDING,
+      { name: 'flags', access: 'write', type: 'array<u32>' }, // [capacity]
+    ],
+    body: /* wgsl */ `
+${elementWgsl(2)}
+
+fn main(
+  @builtin(workgroup_id) wg: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  let group = elementIndex(wg, groups, lane);
+  if (group >= P.blockCount / P.images) {
+    return;
+  }
+  let first = group * P.images;
+  var seen = 0u;
+  for (var b = 0u; b < P.images; b++) {
+    seen = max(seen, flags[first + b]);
+    flags[first + b] = 0u;
+  }
+  flags[first] = seen;
 }
 `,
   };

@@ -30,7 +30,10 @@ import {
   gammaFlagsKernel,
   gammaMapKernel,
   gradientGatherKernel,
+  groupFlagsKernel,
+  groupSumKernel,
   residualMapKernel,
+  sharedProductKernel,
   rotatedTemplatesKernel,
   shiftEnergyKernel,
   spectraInputKernel,
@@ -81,12 +84,15 @@ interface FftSubBatch {
   spectraGroups: { input: GPUBindGroup; rows: GPUBindGroup; columns: GPUBindGroup };
   /** One params buffer and bind-group set per chunk of blocks. */
   chunks: { params: GPUBuffer; groups: Record<FftChunkKernel, GPUBindGroup> }[];
+  /** Whether the last evaluation's images all had the same rotation nodes. */
+  shared: boolean;
 }
 
 type FftChunkKernel =
   | 'rotated' | 'rowsForwardExtended' | 'rowsForwardShifts' | 'columnsForward' | 'columnsInverse'
   | 'rowsInverseShifts' | 'rowsInverseExtended'
-  | 'productEnergy' | 'productGradient' | 'shiftEnergy' | 'gammaFlags' | 'gammaMap' | 'residualMap' | 'gather' | 'reduce';
+  | 'productEnergy' | 'productGradient' | 'sharedProduct' | 'groupSum' | 'groupFlags'
+  | 'shiftEnergy' | 'gammaFlags' | 'gammaMap' | 'residualMap' | 'gather' | 'reduce';
 
 /** How the FFT path lays out its work. */
 export interface FftPlan {
@@ -96,7 +102,9 @@ export interface FftPlan {
   reach: number;
   /** Blocks (image, class, rotation node, scale node) of one image: K · rotations · scales. */
   blocksPerImage: number;
-  /** Blocks the work buffer holds; a sub-batch is processed in chunks of this many. */
+  /** Groups (class, rotation node, scale node) per chunk; a group is one block per image. */
+  groupsPerChunk: number;
+  /** Blocks the work buffer holds: groupsPerChunk times the images of a sub-batch. */
   blocksPerChunk: number;
   /** Gather chunks per chunk of blocks: invocations per (k, j) of the gradient gather. */
   gatherChunks: number;
@@ -219,6 +227,9 @@ export class PoseEngine {
         rowsInverseExtended: compileKernel(device, fftKernel(L, 'rows', 'inverse', 'extended')),
         productEnergy: compileKernel(device, spectrumProductKernel(L, 'energy')),
         productGradient: compileKernel(device, spectrumProductKernel(L, 'gradient')),
+        sharedProduct: compileKernel(device, sharedProductKernel(L)),
+        groupSum: compileKernel(device, groupSumKernel(L)),
+        groupFlags: compileKernel(device, groupFlagsKernel()),
         shiftEnergy: compileKernel(device, shiftEnergyKernel(L)),
         gammaFlags: compileKernel(device, gammaFlagsKernel()),
         gammaMap: compileKernel(device, gammaMapKernel(L)),
@@ -281,13 +292,16 @@ export class PoseEngine {
       perImage = Math.max(perImage, 2 * blockBytes);
       const imagesPerSubBatch = Math.min(batch, Math.floor(limit / perImage));
       const blocksPerImage = classes * rotations * scales;
-      const blocksPerChunk = Math.min(Math.floor(this.workBytes / blockBytes), imagesPerSubBatch * blocksPerImage);
+      // Chunks hold whole groups, at least one even where it exceeds workBytes; a
+      // sub-batch's images fit one binding twice over (their spectra), so one group does.
+      const groupsPerChunk = Math.max(1, Math.min(Math.floor(this.workBytes / (blockBytes * imagesPerSubBatch)), blocksPerImage));
+      const blocksPerChunk = groupsPerChunk * imagesPerSubBatch;
       const gatherChunks = Math.max(1, Math.min(target, fit, blocksPerChunk));
       return {
         imagesPerSubBatch,
         subBatches: Math.ceil(batch / imagesPerSubBatch),
         chunks: gatherChunks,
-        fft: { size: L, reach, blocksPerImage, blocksPerChunk, gatherChunks },
+        fft: { size: L, reach, blocksPerImage, groupsPerChunk, blocksPerChunk, gatherChunks },
       };
     }
     const imagesPerSubBatch = Math.min(batch, Math.floor(limit / perImage));
@@ -354,7 +368,7 @@ export class PoseEngine {
       rows: bind(kernels.rowsForwardExtended, spectraBuffers, 'spectra rows FFT'),
       columns: bind(kernels.columnsForward, spectraBuffers, 'spectra columns FFT'),
     };
-    const chunkCount = Math.ceil((capacity * fft.blocksPerImage) / fft.blocksPerChunk);
+    const chunkCount = Math.ceil(fft.blocksPerImage / fft.groupsPerChunk);
     const chunks: FftSubBatch['chunks'] = [];
     for (let c = 0; c < chunkCount; c++) {
       const params = this.device.createBuffer({
@@ -373,7 +387,7 @@ export class PoseEngine {
       groups.reduce = bind(this.kernels.reduce, set, `${label} reduce`);
       chunks.push({ params, groups });
     }
-    return { spectra, norms, spectraGroups, chunks };
+    return { spectra, norms, spectraGroups, chunks, shared: false };
   }
 
   /** The templates θ [K, N, N] as the kernels read them, for callers that update them on the GPU. */
@@ -587,8 +601,8 @@ export class PoseEngine {
     const kernels = this.fftKernels as NonNullable<PoseEngine['fftKernels']>;
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
     const elements = (count: number) => dispatchSize(Math.ceil(count / ELEMENT_WORKGROUP), maxGroups);
-    const blocks = images * fft.blocksPerImage;
-    const chunkCount = Math.ceil(blocks / fft.blocksPerChunk);
+    const chunkCount = own.chunks.length;
+    const shared = own.shared;
     const pass = encoder.beginComputePass({ label: `sub-batch ${index} FFT pass` });
     const run = (kernel: CompiledKernel, group: GPUBindGroup, size: [number, number]) => {
       pass.setPipeline(kernel.pipeline);
@@ -602,7 +616,7 @@ export class PoseEngine {
     // Z is zero outside rows [0, N), which the extended rows include.
     run(kernels.rowsForwardExtended, own.spectraGroups.rows, lines('extended', 2 * images));
     run(kernels.columnsForward, own.spectraGroups.columns, lines('all', 2 * images));
-    const countOf = (c: number) => Math.min(fft.blocksPerChunk, blocks - c * fft.blocksPerChunk);
+    const countOf = (c: number) => Math.min(fft.groupsPerChunk, fft.blocksPerImage - c * fft.groupsPerChunk) * images;
     for (let c = 0; c < chunkCount; c++) {
       const { groups } = own.chunks[c];
       const count = countOf(c);
@@ -610,7 +624,8 @@ export class PoseEngine {
       run(kernels.rotated, groups.rotated, elements(count * L * L));
       run(kernels.rowsForwardExtended, groups.rowsForwardExtended, lines('extended', count));
       run(kernels.columnsForward, groups.columnsForward, lines('all', count));
-      run(kernels.productEnergy, groups.productEnergy, elements(count * L * L));
+      if (shared) run(kernels.sharedProduct, groups.sharedProduct, elements((count / images) * L * L));
+      else run(kernels.productEnergy, groups.productEnergy, elements(count * L * L));
       run(kernels.columnsInverse, groups.columnsInverse, lines('all', count));
       run(kernels.rowsInverseShifts, groups.rowsInverseShifts, lines('shifts', count));
       run(kernels.shiftEnergy, groups.shiftEnergy, elements(count * shiftsX * shiftsY));
@@ -628,6 +643,11 @@ export class PoseEngine {
         run(kernels.rowsForwardShifts, groups.rowsForwardShifts, lines('shifts', count));
         run(kernels.columnsForward, groups.columnsForward, lines('all', count));
         run(kernels.productGradient, groups.productGradient, elements(count * L * L));
+        if (shared) {
+          // The inverse transform is linear: one per group, of the sum of its spectra.
+          run(kernels.groupSum, groups.groupSum, elements((count / images) * L * L));
+          run(kernels.groupFlags, groups.groupFlags, elements(count / images));
+        }
         run(kernels.columnsInverse, groups.columnsInverse, lines('all', count));
         run(kernels.rowsInverseExtended, groups.rowsInverseExtended, lines('extended', count));
         run(kernels.residualMap, groups.residualMap, elements(count * L * L));
@@ -699,21 +719,23 @@ export class PoseEngine {
       norms[b] = sum;
     }
     queue.writeBuffer(sub.fft.norms, 0, norms);
-    const blocks = images * fft.blocksPerImage;
-    for (let c = 0; c * fft.blocksPerChunk < blocks; c++) {
-      const firstBlock = c * fft.blocksPerChunk;
-      const blockCount = Math.min(fft.blocksPerChunk, blocks - firstBlock);
+    const shared = sameRotations(input.rotations, sub.first, images, rotations);
+    sub.fft.shared = shared;
+    sub.fft.chunks.forEach((chunk, c) => {
+      const firstGroup = c * fft.groupsPerChunk;
+      const blockCount = Math.min(fft.groupsPerChunk, fft.blocksPerImage - firstGroup) * images;
       const unitsPerChunk = Math.ceil(blockCount / fft.gatherChunks);
       view.set({
         ...common,
-        firstBlock,
+        sharedNodes: shared ? 1 : 0,
+        firstBlock: firstGroup * images,
         blockCount,
         chunkUnits: unitsPerChunk,
         chunks: Math.ceil(blockCount / unitsPerChunk),
         accumulate: accumulate || c > 0 ? 1 : 0,
       });
-      queue.writeBuffer(sub.fft.chunks[c].params, 0, view.arrayBuffer);
-    }
+      queue.writeBuffer(chunk.params, 0, view.arrayBuffer);
+    });
   }
 
   private readBuffer(count: number, label: string): GPUBuffer {
@@ -752,6 +774,16 @@ function checkRange(output: BatchOutput): void {
       );
     }
   }
+}
+
+/** Whether images [first, first + count) of the batch have the same rotation nodes. */
+function sameRotations(rotations: ArrayLike<number>, first: number, count: number, perImage: number): boolean {
+  for (let b = 1; b < count; b++) {
+    for (let p = 0; p < perImage; p++) {
+      if (rotations[(first + b) * perImage + p] !== rotations[first * perImage + p]) return false;
+    }
+  }
+  return true;
 }
 
 /** Float32 view for writeBuffer: the array itself where it already is one, else a copy. */

@@ -30,6 +30,7 @@ struct Params {
   firstBlock: u32,    // first block (image, class, rotation, scale) of an FFT-path dispatch
   blockCount: u32,    // blocks (or lines' blocks) in that dispatch
   invFftArea: f32,    // 1 / L^2, the normalisation of the inverse FFT
+  sharedNodes: u32,   // 1: every image of the sub-batch has the same rotation nodes
 }
 `;
 
@@ -63,4 +64,5 @@ export interface ParamsValues {
   firstBlock?: number;
   blockCount?: number;
   invFftArea?: number;
+  sharedNodes?: number;
 }

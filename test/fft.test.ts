@@ -204,7 +204,17 @@ const SMALL: ProblemOptions = { size: 16, batch: 3, rotations: 8, shifts: 3, sca
 
 describe('FFT engine against the float64 twin', () => {
   it('matches on the full circle', async () => {
+    // Every image has the same rotation nodes, so the images of a group share U.
     const problem = makeProblem(numerics, seed, SMALL);
+    const { gpu, fftSize } = await runFft(problem);
+    expectFftMatch(problem, fftSize, gpu, evaluateHost(problem.shape, problem.input));
+  });
+
+  it('matches when one image has other rotation nodes', async () => {
+    const base = makeProblem(numerics, seed + 7, SMALL);
+    const rotations = Float64Array.from(base.input.rotations);
+    for (let p = 0; p < SMALL.rotations; p++) rotations[SMALL.rotations + p] += 0.1;
+    const problem = { shape: base.shape, input: { ...base.input, rotations } };
     const { gpu, fftSize } = await runFft(problem);
     expectFftMatch(problem, fftSize, gpu, evaluateHost(problem.shape, problem.input));
   });
@@ -234,10 +244,13 @@ describe('FFT engine against the float64 twin', () => {
 
   it('matches when the blocks are split into chunks and the images into sub-batches', async () => {
     const problem = makeProblem(numerics, seed + 4, { ...SMALL, batch: 5, rotations: 6 });
-    // L = 18: a block is 18² complex values, 2 592 bytes; 7 of them fill the work buffer.
+    // L = 18: a block is 18² complex values, 2 592 bytes. The binding limit fits the
+    // spectra of 4 images, and the work buffer one group of 4 blocks of the 12 groups.
     const { gpu, plan, fftSize } = await runFft(problem, { workBytes: 7 * 2592, maxBindingBytes: 4 * 2 * 2592 });
-    expect(plan.subBatches).toBeGreaterThan(1);
-    expect(plan.fft!.blocksPerChunk).toBe(7);
+    expect(plan.imagesPerSubBatch).toBe(4);
+    expect(plan.subBatches).toBe(2);
+    expect(plan.fft!.groupsPerChunk).toBe(1);
+    expect(plan.fft!.blocksPerChunk).toBe(4);
     expectFftMatch(problem, fftSize, gpu, evaluateHost(problem.shape, problem.input));
   });
 
