@@ -7,7 +7,7 @@
  * transforms one line in private memory: an in-place decimation-in-time FFT with radix-4,
  * 2, 3 and 5 stages after a load in digit-reversed order. No workgroup barriers: on
  * SwiftShader, which runs the kernels on the CPU, a barrier per stage made the transform
- * about 6 times slower. The twiddle factors e^(−2πik/L) come from a table computed in
+ * about 7 times slower. The twiddle factors e^(−2πik/L) come from a table computed in
  * float64 on the host, since WGSL promises cos and sin only to 2⁻¹¹. The inverse uses
  * conjugate twiddles and is not normalised: it returns L² times the inverse transform,
  * and the kernels that read it divide by L².

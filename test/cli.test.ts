@@ -167,6 +167,11 @@ describe('classify2d command line', () => {
     const outcome = await classify2dInProcess(['reconstruct', join(data, 'stack.mrcs'), '--out', join(folder, 'x'), '--shift-range', '0.5']);
     expect(outcome.status).toBe(2);
     expect(outcome.stderr).toContain('--shift-range is 0.5; it must be 0 or at least --shift-step (1 pixels)');
+    const kernel = await classify2dInProcess([
+      'reconstruct', join(data, 'stack.mrcs'), '--out', join(folder, 'x'), '--kernel', 'fft', '--shift-step', '0.5',
+    ]);
+    expect(kernel.status).toBe(2);
+    expect(kernel.stderr).toContain("--shift-step is 0.5; it must be a whole number of pixels with kernel 'fft'");
   });
 
   it('rejects --out naming a file', async () => {
@@ -329,6 +334,7 @@ describe('classify2d command line', () => {
     expect(report.epochs).toBe(3);
     expect(report.objectivePerEpoch).toHaveLength(3);
     expect(report.options.rotations).toBe(8);
+    expect(report.options.kernel).toBe('fft');
     expect(report.input.images).toBe(24);
     expect(report.adapter.vendor.length).toBeGreaterThan(0);
     const simulation = readJson(join(data, 'simulation.json'));

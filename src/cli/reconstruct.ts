@@ -28,6 +28,7 @@ const OPTION_FLAGS: readonly OptionFlag[] = [
   { name: 'rotations', option: 'rotations', kind: 'integer', help: 'Rotation nodes on the full circle and in each refined window (default 36).' },
   { name: 'shift-range', option: 'shiftRange', kind: 'number', value: 'PIXELS', help: 'Shift nodes run from −range to +range on each axis (default ⌊2 × shift-sd⌋).' },
   { name: 'shift-step', option: 'shiftStep', kind: 'number', value: 'PIXELS', help: 'Spacing of the shift nodes (default 1).' },
+  { name: 'kernel', option: 'kernel', kind: 'string', choices: ['fft', 'reference'], help: "Engine kernel (default 'fft' for whole-pixel shift steps, else 'reference'): FFT correlation over all shifts, or resampling per pose." },
   { name: 'shift-sd', option: 'shiftSd', kind: 'number', value: 'PIXELS', help: 'Standard deviation of the Gaussian shift prior (default 5 % of the box).' },
   { name: 'scales', option: 'scales', kind: 'integer', help: 'Scale nodes over the scale prior (default 3).' },
   { name: 'scale-half-range', option: 'scaleHalfRange', kind: 'number', value: 'E', help: 'Scale prior U[1 − E, 1 + E] (default 0.05).' },
