@@ -327,14 +327,40 @@ async function jensenBound(run: Run, k: number, members: number[], templates: Fl
   const totalWeight = run.numerics.poseGrid(gridSpec(options, undefined)).logWeights.reduce((sum, w) => sum + Math.exp(w), 0);
   const current = templates.slice();
   const theta = new Float64Array(pixels);
+  // With γ independent of the images, G is linear in (X, θ): the members' gradients sum to
+  // that of one image Σ X at the template |members| θ, when all share their rotation nodes.
+  const centre = run.centres[members[0]];
+  const shared = members.every((image) => run.centres[image] === centre);
+  const sum = new Float64Array(pixels);
+  if (shared) {
+    for (const image of members) {
+      const offset = image * pixels;
+      for (let j = 0; j < pixels; j++) sum[j] += run.stack.images[offset + j];
+    }
+  }
   for (let iteration = 0; iteration < options.jensenIterations; iteration++) {
-    current.set(theta, k * pixels);
-    run.engine.setTemplates(current);
     const step = new Float64Array(pixels);
-    for (let start = 0; start < members.length; start += options.batchSize) {
-      const indices = members.slice(start, start + options.batchSize);
-      const { output } = await run.evaluate(indices, 1, { flatLikelihood: true, gradient: true });
-      for (let j = 0; j < pixels; j++) step[j] += output.gradient[k * pixels + j] / weight;
+    if (shared) {
+      current.set(theta.map((value) => value * members.length), k * pixels);
+      run.engine.setTemplates(current);
+      const output = await run.engine.evaluate(
+        {
+          images: Float32Array.from(sum),
+          logClassWeights: run.classWeights.logWeights(),
+          ...gridFields(run.numerics, gridSpec(options, run.halfWidth), [centre]),
+          sigma: 1,
+        },
+        { flatLikelihood: true },
+      );
+      for (let j = 0; j < pixels; j++) step[j] = output.gradient[k * pixels + j] / weight;
+    } else {
+      current.set(theta, k * pixels);
+      run.engine.setTemplates(current);
+      for (let start = 0; start < members.length; start += options.batchSize) {
+        const indices = members.slice(start, start + options.batchSize);
+        const { output } = await run.evaluate(indices, 1, { flatLikelihood: true, gradient: true });
+        for (let j = 0; j < pixels; j++) step[j] += output.gradient[k * pixels + j] / weight;
+      }
     }
     for (let j = 0; j < pixels; j++) {
       theta[j] += (step[j] - (options.lambda / totalWeight) * Math.sign(theta[j])) / members.length;

@@ -297,6 +297,38 @@ describe('FFT engine against the float64 twin', () => {
   });
 });
 
+describe('flat-likelihood gradient', () => {
+  // The Jensen initialisation evaluates one summed image instead of every batch.
+  it.each(['fft', 'reference'] as const)('is linear in the images and template with the %s kernel', async (kernel) => {
+    const problem = makeProblem(numerics, seed + 8, { size: 24, batch: 6, rotations: 12, shifts: 7, scales: 1 });
+    const pixels = 24 * 24;
+    const engine = await PoseEngine.create(device, problem.shape, { kernel });
+    const perImage = await engine.evaluate({ ...problem.input, sigma: 1 }, { flatLikelihood: true });
+    const sum = new Float32Array(pixels);
+    for (let b = 0; b < 6; b++) {
+      for (let j = 0; j < pixels; j++) sum[j] += problem.input.images[b * pixels + j];
+    }
+    const summed = await engine.evaluate(
+      {
+        ...problem.input,
+        images: sum,
+        rotations: Array.from(problem.input.rotations).slice(0, 12),
+        templates: problem.input.templates.map((value) => 6 * value),
+        sigma: 1,
+      },
+      { flatLikelihood: true },
+    );
+    engine.destroy();
+    let worst = 0;
+    let scale = 0;
+    for (let j = 0; j < pixels; j++) {
+      worst = Math.max(worst, Math.abs(perImage.gradient[j] - summed.gradient[j]));
+      scale = Math.max(scale, Math.abs(perImage.gradient[j]));
+    }
+    expect(worst / scale, `seed ${seed}`).toBeLessThan(64 * EPS32);
+  });
+});
+
 describe('FFT engine input checks', () => {
   it('rejects shifts that are not whole pixels or beyond the reach', async () => {
     const problem = makeProblem(numerics, seed, SMALL);
