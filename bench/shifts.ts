@@ -146,6 +146,8 @@ interface Measurement {
   rotations: number;
   /** Wall time of each timed call, ms. */
   milliseconds: number[];
+  /** Wall time of one call without the gradient, ms. */
+  energyMilliseconds?: number;
   termsPerSecond: number;
   /** Carried over from a smaller shift grid rather than measured. */
   estimated: boolean;
@@ -171,12 +173,17 @@ async function measure(device: GPUDevice, input: BatchInput, shape: EngineShape,
       await engine.evaluate(input);
       milliseconds.push(performance.now() - start);
     }
+    // The same call without the gradient: its share of the time is the energies' and γ's.
+    const start = performance.now();
+    await engine.evaluate(input, { computeGradient: false });
+    const energyMilliseconds = performance.now() - start;
     const terms = (input.images.length / (shape.size * shape.size)) * posesOf(shape) * shape.size * shape.size;
     return {
       kernel,
       images: input.images.length / (shape.size * shape.size),
       rotations: shape.rotations,
       milliseconds,
+      energyMilliseconds,
       termsPerSecond: terms / (median(milliseconds) / 1000),
       estimated: false,
       fftSize: engine.plan.fft?.size,
@@ -327,6 +334,7 @@ async function main(): Promise<void> {
     `${r.shifts}×${r.shifts}`,
     String(r.fft.fftSize),
     `${median(r.fft.milliseconds).toFixed(0)} ms`,
+    `${(r.fft.energyMilliseconds ?? 0).toFixed(0)} ms`,
     rate(r.fft.termsPerSecond),
     r.reference.estimated ? '-' : `${r.reference.images} × ${r.reference.rotations}`,
     r.reference.estimated ? 'not run' : `${median(r.reference.milliseconds).toFixed(0)} ms`,
@@ -337,7 +345,7 @@ async function main(): Promise<void> {
   console.log();
   console.log(
     formatTable([
-      ['N', 'shifts', 'L', 'FFT time', 'FFT rate', 'ref. images × rotations', 'ref. time', 'ref. rate', 'FFT/ref.', 'FFT of peak'],
+      ['N', 'shifts', 'L', 'FFT time', 'FFT no gradient', 'FFT rate', 'ref. images × rotations', 'ref. time', 'ref. rate', 'FFT/ref.', 'FFT of peak'],
       ...rows,
     ]),
   );
