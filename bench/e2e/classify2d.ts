@@ -1,6 +1,7 @@
 /**
- * One classify2d reconstruction in this process, timed at every epoch end and scored
- * against the truth there, with the scoring time kept off the clock.
+ * One classify2d reconstruction in this process, timed at every epoch end and at the
+ * snapshots between them and scored against the truth there, with the scoring time kept
+ * off the clock.
  */
 import type { KernelChoice, ReconstructionOptions } from '../../src/options.js';
 import { resolveOptions } from '../../src/options.js';
@@ -21,7 +22,7 @@ export interface Classify2dRun {
   converged: boolean;
 }
 
-/** Fewest steps between θ snapshots, as a fraction of an epoch: 1/8. */
+/** Most θ snapshots per epoch, the epoch end included. */
 const PROBES_PER_EPOCH = 8;
 
 /**
