@@ -8,14 +8,17 @@
  * a block, serves every shift. U lives on the extended grid y ∈ [−D, N − 1 + D]², D the
  * largest |shift|, because q − d leaves the box while its source may not. Then
  *
- *   E(d) = ‖X‖² + Re Σ_q Z(q) conj(A(q − d)),   Z = −2X + i·1_box,   A = U + i·U²,
+ *   E(d) = ‖X‖² + Re Σ_q Z(q) conj(A(q − d)),   Z = −2X + iκ·1_box,   A = U + i·U²/κ,
  *
- * the real part being −2⟨X, T_d U⟩ + Σ_{q in box} U(q − d)². On an L × L periodic grid
+ * the real part being −2⟨X, T_d U⟩ + Σ_{q in box} U(q − d)², whatever κ > 0. κ, the images'
+ * RMS value, keeps both parts of Z and of A near the size of the data, because the FFT
+ * mixes them and the rounding of a part far larger than the other would swamp it (with
+ * κ = 1 the error grew with the cube of the data's scale). On an L × L periodic grid
  * with L ≥ N + 2D no index wraps onto another, so the sum over q is the circular
  * correlation IFFT(FFT(Z) · conj(FFT(A))) read at d.
  *
  * The gradient of Σ_d γ(d) E(d) with respect to U is −2 (H − U·W), with
- *   H(y) + i·W(y) = Σ_d γ(d) Z′(y + d),   Z′ = X + i·1_box,
+ *   H(y) + iκ·W(y) = Σ_d γ(d) Z′(y + d),   Z′ = X + iκ·1_box,
  * the correlation IFFT(FFT(Z′) · conj(FFT(Γ))) of Z′ with the responsibility map Γ of the
  * block, so G_k = Σ_blocks S_ψcᵀ (H − U·W) / σ², S_ψc the bilinear resampling that made U.
  * `residualMap` forms H − U·W and `gradientGather` applies S_ψcᵀ as a gather over the
@@ -90,7 +93,7 @@ fn rotatedSample(block: Block, ix: u32, iy: u32) -> f32 {
 `;
 
 /**
- * Z = −2X + i·1_box and Z′ = X + i·1_box of every image, zero outside the box, as
+ * Z = −2X + iκ·1_box and Z′ = X + iκ·1_box of every image, zero outside the box, as
  * spectra [2B, L, L]: Z of image b at 2b, Z′ at 2b + 1. The forward FFT follows.
  */
 export function spectraInputKernel(fftSize: number): KernelSpec {
@@ -123,9 +126,9 @@ fn main(
   if (x < P.size && y < P.size) {
     let pixel = images[b * P.pixels + y * P.size + x];
     if (slot % 2u == 0u) {
-      value = vec2f(-2.0 * pixel, 1.0);
+      value = vec2f(-2.0 * pixel, P.kappa);
     } else {
-      value = vec2f(pixel, 1.0);
+      value = vec2f(pixel, P.kappa);
     }
   }
   spectra[e] = value;
@@ -135,7 +138,7 @@ fn main(
 }
 
 /**
- * Builds A = U + i·U² of every block on the extended grid (zero elsewhere) and sets each
+ * Builds A = U + i·U²/κ of every block on the extended grid (zero elsewhere) and sets each
  * block's flag; with P.sharedNodes only the first block of each group, flagging the others 0.
  */
 export function rotatedTemplatesKernel(fftSize: number): KernelSpec {
@@ -176,7 +179,7 @@ fn main(
   var value = vec2f(0.0);
   if (onExtendedGrid(ix) && onExtendedGrid(iy)) {
     let u = rotatedSample(decodeBlock(local), ix, iy);
-    value = vec2f(u, u * u);
+    value = vec2f(u, u * u / P.kappa);
   }
   blocks[e] = value;
 }
@@ -373,7 +376,9 @@ fn main(
   let block = decodeBlock(local);
   let value = blocks[local * LL + periodic(shiftY[r]) * P.fftSize + periodic(shiftX[q])].x;
   let phi = ((block.p * P.shiftsX + q) * P.shiftsY + r) * P.scales + block.m;
-  energy[(block.b * P.classes + block.k) * P.poses + phi] = norms[block.b] + value * P.invFftArea;
+  // A sum of squares: rounding in the cancellation of ‖X‖² against the correlation can
+  // leave it slightly below zero, where an exact fit makes it 0.
+  energy[(block.b * P.classes + block.k) * P.poses + phi] = max(norms[block.b] + value * P.invFftArea, 0.0);
 }
 `,
   };
@@ -474,7 +479,8 @@ fn main(
 }
 
 /**
- * (H − U·W) / L² of each flagged block on the extended grid, written to the real part:
+ * (H − U·W) / L² of each flagged block on the extended grid (the inverse transform holds
+ * H + iκW), written to the real part:
  * the residual that the gather back-projects. U is sampled once per grid point here
  * rather than once per tap in the gather.
  */
@@ -514,7 +520,7 @@ fn main(
   }
   let u = rotatedSample(decodeBlock(local), ix, iy);
   let hw = blocks[e];
-  blocks[e] = vec2f((hw.x - u * hw.y) * P.invFftArea, 0.0);
+  blocks[e] = vec2f((hw.x - u * hw.y / P.kappa) * P.invFftArea, 0.0);
 }
 `,
   };

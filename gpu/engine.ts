@@ -289,6 +289,7 @@ export class PoseEngine {
       if (blockBytes > this.workBytes) {
         throw new RangeError(`engine options: workBytes ${this.workBytes} holds no FFT block of ${blockBytes} bytes (L = ${L})`);
       }
+      check('one image\'s spectra [2, L, L] (complex)', 2 * blockBytes);
       perImage = Math.max(perImage, 2 * blockBytes);
       const imagesPerSubBatch = Math.min(batch, Math.floor(limit / perImage));
       const blocksPerImage = classes * rotations * scales;
@@ -453,6 +454,8 @@ export class PoseEngine {
     const terms = classes * posesOf(this.shape);
     const images = toFloat32(input.images);
     const queue = device.queue;
+    // Shift nodes the FFT kernel cannot take are rejected before anything is uploaded.
+    const nodes = this.plan.fft ? this.shiftNodeTables(input) : undefined;
     // validateBatch has checked the templates already.
     if (input.templates) this.uploadTemplates(input.templates);
     queue.writeBuffer(this.shared.shiftX, 0, toFloat32(input.shiftsX));
@@ -460,7 +463,10 @@ export class PoseEngine {
     queue.writeBuffer(this.shared.scales, 0, toFloat32(input.scales));
     queue.writeBuffer(this.shared.logWeight, 0, toFloat32(input.logWeights));
     queue.writeBuffer(this.shared.logClass, 0, toFloat32(input.logClassWeights));
-    if (this.plan.fft) this.writeShiftNodes(input);
+    if (nodes) {
+      queue.writeBuffer(this.shared.nodeX, 0, nodes.x);
+      queue.writeBuffer(this.shared.nodeY, 0, nodes.y);
+    }
 
     const active = this.subBatches.filter((sub) => sub.first < count);
     // Readbacks are per sub-batch, so none exceeds the sizes the storage bindings obey.
@@ -564,7 +570,7 @@ export class PoseEngine {
    * Maps each periodic index of the FFT grid to the shift node there (or −1). Shifts must
    * be whole pixels within the reach the engine was built for.
    */
-  private writeShiftNodes(input: EngineInput): void {
+  private shiftNodeTables(input: EngineInput): { x: Int32Array<ArrayBuffer>; y: Int32Array<ArrayBuffer> } {
     const { size, reach } = this.plan.fft as FftPlan;
     const table = (field: 'shiftsX' | 'shiftsY'): Int32Array<ArrayBuffer> => {
       const nodes = new Int32Array(size).fill(-1);
@@ -586,10 +592,7 @@ export class PoseEngine {
       }
       return nodes;
     };
-    const x = table('shiftsX');
-    const y = table('shiftsY');
-    this.device.queue.writeBuffer(this.shared.nodeX, 0, x);
-    this.device.queue.writeBuffer(this.shared.nodeY, 0, y);
+    return { x: table('shiftsX'), y: table('shiftsY') };
   }
 
   private encodeFftSubBatch(encoder: GPUCommandEncoder, sub: SubBatch, images: number, index: number, withGradient: boolean): void {
@@ -708,16 +711,20 @@ export class PoseEngine {
     const L = fft.size;
     const common = { ...values, fftSize: L, reach: fft.reach, invFftArea: 1 / (L * L) };
     const view = makeParamsView();
-    // The sub-batch's own params serve logsumexp and the image spectra (2 lines' blocks per image).
-    view.set({ ...common, firstBlock: 0, blockCount: 2 * images });
-    queue.writeBuffer(sub.params, 0, view.arrayBuffer);
     const norms = new Float32Array(images);
+    let total = 0;
     for (let b = 0; b < images; b++) {
       let sum = 0;
       const offset = (sub.first + b) * pixels;
       for (let j = 0; j < pixels; j++) sum += allImages[offset + j] * allImages[offset + j];
       norms[b] = sum;
+      total += sum;
     }
+    // κ, the images' RMS value, or 1 for blank images (see the module comment of correlate.ts).
+    const kappa = total > 0 ? Math.sqrt(total / (images * pixels)) : 1;
+    // The sub-batch's own params serve logsumexp and the image spectra (2 blocks per image).
+    view.set({ ...common, kappa, firstBlock: 0, blockCount: 2 * images });
+    queue.writeBuffer(sub.params, 0, view.arrayBuffer);
     queue.writeBuffer(sub.fft.norms, 0, norms);
     const shared = sameRotations(input.rotations, sub.first, images, rotations);
     sub.fft.shared = shared;
@@ -727,6 +734,7 @@ export class PoseEngine {
       const unitsPerChunk = Math.ceil(blockCount / fft.gatherChunks);
       view.set({
         ...common,
+        kappa,
         sharedNodes: shared ? 1 : 0,
         firstBlock: firstGroup * images,
         blockCount,

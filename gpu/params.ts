@@ -31,6 +31,7 @@ struct Params {
   blockCount: u32,    // blocks (or lines' blocks) in that dispatch
   invFftArea: f32,    // 1 / L^2, the normalisation of the inverse FFT
   sharedNodes: u32,   // 1: every image of the sub-batch has the same rotation nodes
+  kappa: f32,         // FFT path: scale of the imaginary parts, the images' RMS value
 }
 `;
 
@@ -65,4 +66,5 @@ export interface ParamsValues {
   blockCount?: number;
   invFftArea?: number;
   sharedNodes?: number;
+  kappa?: number;
 }
