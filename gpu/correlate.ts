@@ -479,10 +479,9 @@ fn main(
 }
 
 /**
- * (H − U·W) / L² of each flagged block on the extended grid (the inverse transform holds
- * H + iκW), written to the real part:
- * the residual that the gather back-projects. U is sampled once per grid point here
- * rather than once per tap in the gather.
+ * Builds the residual H − U·W / L² of each flagged block on the extended grid in the real
+ * part, from the inverse transform H + iκW, for the gather to back-project. U is sampled
+ * once per grid point here rather than once per tap in the gather.
  */
 export function residualMapKernel(fftSize: number): KernelSpec {
   return {
@@ -559,15 +558,13 @@ fn main(
   @builtin(num_workgroups) groups: vec3u,
   @builtin(local_invocation_index) lane: u32,
 ) {
-  let tiles = (P.pixels + WG - 1u) / WG;
-  let group = wg.y * groups.x + wg.x;
-  let tile = group % tiles;
-  let k = (group / tiles) % P.classes;
-  let chunk = group / (tiles * P.classes);
-  let j = tile * WG + lane;
-  if (chunk >= P.chunks || j >= P.pixels) {
+  let work = gatherTarget(wg, groups, lane);
+  if (!work.inside) {
     return;
   }
+  let k = work.k;
+  let chunk = work.chunk;
+  let j = work.j;
   let jx = i32(j % P.size);
   let jy = i32(j / P.size);
   let tj = vec2f(f32(jx), f32(jy));
@@ -587,17 +584,12 @@ fn main(
       continue;
     }
     let pose = Pose(rotations[block.b * P.rotations + block.p], vec2f(0.0), scales[block.m]);
-    // As in the reference gather: the points whose source lies within one pixel of j
-    // fill a square of half-width c (|cos| + |sin|) around toImage(j).
-    let centre = toImage(pose, tj);
-    let half = pose.scale * (abs(pose.cs.x) + abs(pose.cs.y)) + 1e-3;
-    let lo = clamp(ceil(centre - vec2f(half)), vec2f(low), vec2f(high + 1.0));
-    let hi = clamp(floor(centre + vec2f(half)), vec2f(low - 1.0), vec2f(high));
+    let window = gatherWindow(pose, tj, low, high);
     let offset = local * LL;
     var inner = 0.0;
-    for (var y = i32(lo.y); y <= i32(hi.y); y++) {
+    for (var y = i32(window.y); y <= i32(window.w); y++) {
       let row = offset + periodicIndex(y) * P.fftSize;
-      for (var x = i32(lo.x); x <= i32(hi.x); x++) {
+      for (var x = i32(window.x); x <= i32(window.z); x++) {
         let t = toTemplate(pose, vec2f(f32(x), f32(y)));
         let w = tapWeight(vec2i(jx, jy), t);
         if (w != 0.0) {

@@ -48,15 +48,13 @@ fn main(
   @builtin(num_workgroups) groups: vec3u,
   @builtin(local_invocation_index) lane: u32,
 ) {
-  let tiles = (P.pixels + WG - 1u) / WG;
-  let group = linearWorkgroup(wg, groups);
-  let tile = group % tiles;
-  let k = (group / tiles) % P.classes;
-  let chunk = group / (tiles * P.classes);
-  let j = tile * WG + lane;
-  if (chunk >= P.chunks || j >= P.pixels) {
+  let work = gatherTarget(wg, groups, lane);
+  if (!work.inside) {
     return;
   }
+  let k = work.k;
+  let chunk = work.chunk;
+  let j = work.j;
   let jx = i32(j % P.size);
   let jy = i32(j / P.size);
   let tj = vec2f(f32(jx), f32(jy));
@@ -76,15 +74,10 @@ fn main(
       continue;
     }
     let pose = decodePose(b, phi);
-    // toTemplate(q) within one pixel of j means q inside the image of the square
-    // j + (-1, 1)^2: a square of half-width c (|cos| + |sin|) around toImage(j).
-    let centre = toImage(pose, tj);
-    let half = pose.scale * (abs(pose.cs.x) + abs(pose.cs.y)) + 1e-3;
-    let lo = clamp(ceil(centre - vec2f(half)), vec2f(0.0), vec2f(last + 1.0));
-    let hi = clamp(floor(centre + vec2f(half)), vec2f(-1.0), vec2f(last));
+    let window = gatherWindow(pose, tj, 0.0, last);
     var local = 0.0;
-    for (var y = i32(lo.y); y <= i32(hi.y); y++) {
-      for (var x = i32(lo.x); x <= i32(hi.x); x++) {
+    for (var y = i32(window.y); y <= i32(window.w); y++) {
+      for (var x = i32(window.x); x <= i32(window.z); x++) {
         let q = vec2f(f32(x), f32(y));
         let t = toTemplate(pose, q);
         let w = tapWeight(vec2i(jx, jy), t);

@@ -98,6 +98,35 @@ fn tapWeight(j: vec2i, t: vec2f) -> f32 {
   return wx * wy;
 }
 
+// Image points q whose source toTemplate(q) lies within one pixel of template point tj
+// fill the image of the square tj + (-1, 1)^2: a square of half-width c (|cos| + |sin|)
+// around toImage(tj). Returns its integer corners (lo.x, lo.y, hi.x, hi.y) clamped to
+// [low, high] on both axes; the square is empty where lo > hi.
+fn gatherWindow(pose: Pose, tj: vec2f, low: f32, high: f32) -> vec4f {
+  let centre = toImage(pose, tj);
+  let half = pose.scale * (abs(pose.cs.x) + abs(pose.cs.y)) + 1e-3;
+  let lo = clamp(ceil(centre - vec2f(half)), vec2f(low), vec2f(high + 1.0));
+  let hi = clamp(floor(centre + vec2f(half)), vec2f(low - 1.0), vec2f(high));
+  return vec4f(lo, hi);
+}
+
+// Work of one gather invocation: template pixel j of class k in one chunk. A workgroup
+// covers WG consecutive pixels; workgroups run over pixels, then classes, then chunks.
+struct GatherTarget {
+  k: u32,
+  chunk: u32,
+  j: u32,
+  inside: bool,
+}
+
+fn gatherTarget(wg: vec3u, groups: vec3u, lane: u32) -> GatherTarget {
+  let tiles = (P.pixels + WG - 1u) / WG;
+  let group = linearWorkgroup(wg, groups);
+  let chunk = group / (tiles * P.classes);
+  let j = (group % tiles) * WG + lane;
+  return GatherTarget((group / tiles) % P.classes, chunk, j, chunk < P.chunks && j < P.pixels);
+}
+
 fn pixelPoint(index: u32) -> vec2f {
   return vec2f(f32(index % P.size), f32(index / P.size));
 }
