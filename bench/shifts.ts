@@ -4,8 +4,8 @@
  *
  * Each case is a box size N and a square grid of whole-pixel shifts: 5 × 5, 13 × 13, or
  * every shift of the box (−N/2 … N/2 on each axis). Both kernels evaluate the same images
- * with the same 36 rotations (full circle) and 3 scales, energy, log-sum-exp, gradient and
- * readback; the figure of merit is pose-pixel terms B·K·M·N² per second of one evaluate().
+ * with the same 36 rotations (full circle) and 3 scales: energies, log-sum-exp, gradient and
+ * readback. The figure of merit is pose-pixel terms B·K·M·N² per second of one evaluate().
  * The reference kernel's cost is linear in the number of images and rotation nodes, so where
  * its call would take long it is timed on the first few rotation nodes (and then on one
  * image) only, and its rate is per term as usual; where even that would take longer than
@@ -125,9 +125,9 @@ function makeInput(numerics: Numerics, size: number, shifts: number, rotations: 
   const fields = gridFields(numerics, spec, new Float64Array(count));
   // The first `rotations` rotation nodes of each image, and their poses' log weights.
   const perRotation = shifts * shifts * SCALES;
-  const kept = new Float64Array(count * rotations);
+  const firstRotations = new Float64Array(count * rotations);
   for (let b = 0; b < count; b++) {
-    for (let p = 0; p < rotations; p++) kept[b * rotations + p] = fields.rotations[b * ROTATIONS + p];
+    for (let p = 0; p < rotations; p++) firstRotations[b * rotations + p] = fields.rotations[b * ROTATIONS + p];
   }
   return {
     images,
@@ -135,7 +135,7 @@ function makeInput(numerics: Numerics, size: number, shifts: number, rotations: 
     logClassWeights: [0],
     sigma,
     ...fields,
-    rotations: kept,
+    rotations: firstRotations,
     logWeights: Array.from(fields.logWeights).slice(0, rotations * perRotation),
   };
 }

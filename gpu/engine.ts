@@ -94,7 +94,7 @@ type FftChunkKernel =
   | 'productEnergy' | 'productGradient' | 'sharedProduct' | 'groupSum' | 'groupFlags'
   | 'shiftEnergy' | 'gammaFlags' | 'gammaMap' | 'residualMap' | 'gather' | 'reduce';
 
-/** How the FFT path lays out its work. */
+/** Layout of the FFT path's work. */
 export interface FftPlan {
   /** L: side of the periodic grid, the smallest 2^a 3^b 5^c ≥ N + 2·reach. */
   size: number;
@@ -287,13 +287,13 @@ export class PoseEngine {
       const blockBytes = L * L * 2 * BYTES;
       check('one FFT block [L, L] (complex)', blockBytes);
       if (blockBytes > this.workBytes) {
-        throw new RangeError(`engine options: workBytes ${this.workBytes} holds no FFT block of ${blockBytes} bytes (L = ${L})`);
+        throw new RangeError(`engine options: workBytes ${this.workBytes} is too small for one FFT block of ${blockBytes} bytes (L = ${L}); raise workBytes`);
       }
       check('one image\'s spectra [2, L, L] (complex)', 2 * blockBytes);
       perImage = Math.max(perImage, 2 * blockBytes);
       const imagesPerSubBatch = Math.min(batch, Math.floor(limit / perImage));
       const blocksPerImage = classes * rotations * scales;
-      // Chunks hold whole groups, at least one even where it exceeds workBytes; a
+      // Chunks contain whole groups, at least one even where it exceeds workBytes. A
       // sub-batch's images fit one binding twice over (their spectra), so one group does.
       const groupsPerChunk = Math.max(1, Math.min(Math.floor(this.workBytes / (blockBytes * imagesPerSubBatch)), blocksPerImage));
       const blocksPerChunk = groupsPerChunk * imagesPerSubBatch;
@@ -784,7 +784,7 @@ function checkRange(output: BatchOutput): void {
   }
 }
 
-/** Whether images [first, first + count) of the batch have the same rotation nodes. */
+/** Returns whether images [first, first + count) of the batch have the same rotation nodes. */
 function sameRotations(rotations: ArrayLike<number>, first: number, count: number, perImage: number): boolean {
   for (let b = 1; b < count; b++) {
     for (let p = 0; p < perImage; p++) {

@@ -8,9 +8,9 @@ import { reparameterisations, type ReparameterisationPlugin } from '../plugins/r
 export type Initialisation = 'random' | 'zeros' | 'jensen';
 
 /**
- * How the engine evaluates the pose integral: 'fft' builds each rotated and scaled
- * template once and gets every integer shift from one FFT cross-correlation; 'reference'
- * resamples the template for every pose. Both compute the same sums.
+ * Kernel that evaluates the pose integral. 'fft' builds each rotated and scaled template
+ * once and gets every integer shift from one FFT cross-correlation. 'reference' resamples
+ * the template for every pose. Both compute the same sums.
  */
 export type KernelChoice = 'fft' | 'reference';
 

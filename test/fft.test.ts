@@ -73,7 +73,7 @@ async function runLines(size: number, axis: FftAxis, direction: FftDirection, bl
   return out;
 }
 
-/** The 1-D DFT in float64 of every line of one block along `axis`, sign −1 forward, unnormalised. */
+/** Returns the unnormalised 1-D DFT in float64 (sign −1 forward) of every line of one block along `axis`. */
 function hostLines(size: number, axis: FftAxis, direction: FftDirection, block: ArrayLike<number>): Float64Array {
   const out = new Float64Array(2 * size * size);
   const sign = direction === 'forward' ? -1 : 1;
@@ -219,8 +219,9 @@ describe('FFT engine against the float64 twin', () => {
     expectFftMatch(problem, fftSize, gpu, evaluateHost(problem.shape, problem.input));
   });
 
-  it('matches on an odd box with shifts up to half the box, where a box-sized FFT would wrap', async () => {
-    // N = 15 with shifts −7 … 7: the extended grid of 29 needs L = 30, twice the box.
+  it('matches an odd box with wrapping shifts', async () => {
+    // N = 15 with shifts −7 … 7, where a box-sized FFT would wrap: the extended grid of
+    // 29 needs L = 30, twice the box.
     const problem = makeProblem(numerics, seed + 1, { size: 15, batch: 2, rotations: 5, shifts: 15, scales: 1, halfWidth: 0.4 });
     const { gpu, fftSize } = await runFft(problem);
     expect(fftSize).toBe(30);
@@ -370,9 +371,9 @@ describe('FFT engine input checks', () => {
     engine.setTemplates(problem.input.templates);
     const other = problem.input.templates.map((value) => value + 1);
     await expect(engine.evaluate({ ...problem.input, templates: other, shiftsX: [-1, 0.5, 1] })).rejects.toThrow(/shiftsX is 0\.5/);
-    const kept = await engine.readTemplates();
+    const afterRejection = await engine.readTemplates();
     engine.destroy();
-    expect(Array.from(kept)).toEqual(Array.from(Float32Array.from(problem.input.templates)));
+    expect(Array.from(afterRejection)).toEqual(Array.from(Float32Array.from(problem.input.templates)));
   });
 
   it('rejects a binding limit below one image\'s spectra', async () => {
