@@ -328,7 +328,8 @@ async function main(): Promise<void> {
       console.log(`  done N = ${size}, ${shifts} × ${shifts} shifts (${((performance.now() - started) / 1000).toFixed(0)} s)`);
     }
   }
-  const rate = (value: number) => `${(value / 1e6).toFixed(1)} M/s`;
+  // A reference rate is NaN where neither this case nor a smaller one of the size ran it.
+  const rate = (value: number) => (Number.isNaN(value) ? '-' : `${(value / 1e6).toFixed(1)} M/s`);
   const rows = results.map((r) => [
     `${r.size}²`,
     `${r.shifts}×${r.shifts}`,
@@ -338,8 +339,8 @@ async function main(): Promise<void> {
     rate(r.fft.termsPerSecond),
     r.reference.estimated ? '-' : `${r.reference.images} × ${r.reference.rotations}`,
     r.reference.estimated ? 'not run' : `${median(r.reference.milliseconds).toFixed(0)} ms`,
-    `${rate(r.reference.termsPerSecond)}${r.reference.estimated ? ' est.' : ''}`,
-    `${r.ratio.toFixed(1)}×`,
+    `${rate(r.reference.termsPerSecond)}${r.reference.estimated && !Number.isNaN(r.reference.termsPerSecond) ? ' est.' : ''}`,
+    Number.isNaN(r.ratio) ? '-' : `${r.ratio.toFixed(1)}×`,
     `${((100 * r.fftFlopsPerSecond) / peak).toFixed(1)} %`,
   ]);
   console.log();
