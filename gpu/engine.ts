@@ -38,6 +38,7 @@ import {
   shiftEnergyKernel,
   spectraInputKernel,
   spectrumProductKernel,
+  tilesPerBlock,
 } from './correlate.js';
 import { fftKernel, fftSizeFor, inputOrder, LINE_WORKGROUP, lineCount, MAX_FFT_SIZE, radicesOf, twiddles, type FftLines } from './fft.js';
 import type { ParamsValues } from './params.js';
@@ -604,6 +605,7 @@ export class PoseEngine {
     const kernels = this.fftKernels as NonNullable<PoseEngine['fftKernels']>;
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
     const elements = (count: number) => dispatchSize(Math.ceil(count / ELEMENT_WORKGROUP), maxGroups);
+    const blockTiles = (blocks: number) => dispatchSize(blocks * tilesPerBlock(L), maxGroups);
     const chunkCount = own.chunks.length;
     const shared = own.shared;
     const pass = encoder.beginComputePass({ label: `sub-batch ${index} FFT pass` });
@@ -624,11 +626,11 @@ export class PoseEngine {
       const { groups } = own.chunks[c];
       const count = countOf(c);
       // A is zero off the extended rows; E is read on the shift rows only.
-      run(kernels.rotated, groups.rotated, elements(count * L * L));
+      run(kernels.rotated, groups.rotated, blockTiles(count));
       run(kernels.rowsForwardExtended, groups.rowsForwardExtended, lines('extended', count));
       run(kernels.columnsForward, groups.columnsForward, lines('all', count));
       if (shared) run(kernels.sharedProduct, groups.sharedProduct, elements((count / images) * L * L));
-      else run(kernels.productEnergy, groups.productEnergy, elements(count * L * L));
+      else run(kernels.productEnergy, groups.productEnergy, blockTiles(count));
       run(kernels.columnsInverse, groups.columnsInverse, lines('all', count));
       run(kernels.rowsInverseShifts, groups.rowsInverseShifts, lines('shifts', count));
       run(kernels.shiftEnergy, groups.shiftEnergy, elements(count * shiftsX * shiftsY));
@@ -642,10 +644,10 @@ export class PoseEngine {
         const gatherChunks = Math.ceil(count / Math.ceil(count / fft.gatherChunks));
         run(kernels.gammaFlags, groups.gammaFlags, dispatchSize(count, maxGroups));
         // Γ is zero off the shift rows; H + iW is read on the extended rows only.
-        run(kernels.gammaMap, groups.gammaMap, elements(count * L * L));
+        run(kernels.gammaMap, groups.gammaMap, blockTiles(count));
         run(kernels.rowsForwardShifts, groups.rowsForwardShifts, lines('shifts', count));
         run(kernels.columnsForward, groups.columnsForward, lines('all', count));
-        run(kernels.productGradient, groups.productGradient, elements(count * L * L));
+        run(kernels.productGradient, groups.productGradient, blockTiles(count));
         if (shared) {
           // The inverse transform is linear: one per group, of the sum of its spectra.
           run(kernels.groupSum, groups.groupSum, elements((count / images) * L * L));
@@ -653,7 +655,7 @@ export class PoseEngine {
         }
         run(kernels.columnsInverse, groups.columnsInverse, lines('all', count));
         run(kernels.rowsInverseExtended, groups.rowsInverseExtended, lines('extended', count));
-        run(kernels.residualMap, groups.residualMap, elements(count * L * L));
+        run(kernels.residualMap, groups.residualMap, blockTiles(count));
         run(kernels.gather, groups.gather, dispatchSize(gatherChunks * classes * tiles, maxGroups));
         run(this.kernels.reduce, groups.reduce, dispatchSize(Math.ceil((classes * pixels) / REDUCE_WORKGROUP), maxGroups));
       }
