@@ -259,7 +259,7 @@ describe('FFT engine against the float64 twin', () => {
     const problem = makeProblem(numerics, seed + 5, { size: 15, batch: 3, rotations: 6, shifts: 7, scales: 2 });
     const { gpu } = await runFft(problem);
     const engine = await PoseEngine.create(device, problem.shape, { kernel: 'reference' });
-    const reference = await engine.evaluate(problem.input);
+    const reference = await engine.evaluate(problem.input, { responsibilities: true });
     engine.destroy();
     const host = evaluateHost(problem.shape, problem.input);
     let scale = 0;
@@ -269,6 +269,13 @@ describe('FFT engine against the float64 twin', () => {
         1e-3 + 1e-6 * Math.abs(host.logIntegral[b]),
       );
     }
+    // Each γ carries the rounding of its log Ĩ (1e-3 above) as a relative error.
+    let worstGamma = 0;
+    for (let i = 0; i < host.responsibilities.length; i++) {
+      const difference = Math.abs(gpu.responsibilities![i] - reference.responsibilities![i]);
+      worstGamma = Math.max(worstGamma, difference - (2e-3 * host.responsibilities[i] + 1e-6));
+    }
+    expect(worstGamma, `seed ${seed}: γ, FFT against reference, beyond 2e-3 γ + 1e-6`).toBeLessThanOrEqual(0);
     let worst = 0;
     for (let e = 0; e < host.gradient.length; e++) worst = Math.max(worst, Math.abs(gpu.gradient[e] - reference.gradient[e]));
     expect(worst / scale, `seed ${seed}: ∂/∂θ, FFT against reference`).toBeLessThan(1e-4);
